@@ -1,0 +1,180 @@
+"""Sentence pairs: reading Tatoeba's ``fra.txt``, splitting it, and the prepared split files.
+
+``fra.txt`` has one pair a line, English TAB French, and in newer releases a third column with the
+pair's attribution. The file is ordered shortest English sentence first, so its first N pairs are
+the short sentences the model handles best.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import unicodedata
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from charmt.atomic import atomic_dir, atomic_path
+from charmt.errors import CharmtError
+from charmt.vocab import Vocabularies, Vocabulary
+
+SPLITS = ("train", "validation", "test")
+VOCABULARIES_FILE = "vocabularies.json"
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One English sentence and one of its French translations."""
+
+    source: str
+    target: str
+
+
+def parse_line(line: str, where: str) -> Pair | None:
+    """Parse one line of ``fra.txt``; ``None`` for a blank line.
+
+    ``where`` (``file:line``) goes into the error message of a malformed line.
+    """
+    text = line.rstrip("\r\n")
+    if not text.strip():
+        return None
+    fields = text.split("\t")
+    if len(fields) not in (2, 3) or not fields[0].strip() or not fields[1].strip():
+        raise CharmtError(
+            f"{where}: malformed line {text[:200]!r}: expected 'English<TAB>French' or "
+            "'English<TAB>French<TAB>attribution' with non-empty sentences; "
+            "fix or delete the line, or point data.url at an unmodified fra-eng.zip"
+        )
+    # NFC so that 'é' typed as one code point or as 'e' + accent is one character to the model.
+    source, target = (unicodedata.normalize("NFC", field.strip()) for field in fields[:2])
+    return Pair(source, target)
+
+
+def read_pairs(path: str | os.PathLike[str], limit: int | None = None) -> list[Pair]:
+    """The first ``limit`` pairs (all when ``None``) of a ``fra.txt`` in either published form."""
+    path = Path(path)
+    if limit is not None and limit < 1:
+        raise CharmtError(f"data.num_samples must be a positive number of pairs, got {limit}")
+    pairs: list[Pair] = []
+    try:
+        with path.open(encoding="utf-8") as lines:
+            for number, line in enumerate(lines, start=1):
+                pair = parse_line(line, f"{path}:{number}")
+                if pair is not None:
+                    pairs.append(pair)
+                    if limit is not None and len(pairs) == limit:
+                        break
+    except FileNotFoundError:
+        raise CharmtError(
+            f"{path}: no such file; run the download stage first (dvc repro)"
+        ) from None
+    except UnicodeDecodeError as error:
+        raise CharmtError(f"{path}: not UTF-8 text ({error}); is it really fra.txt?") from None
+    if not pairs:
+        raise CharmtError(f"{path}: no sentence pairs found; is it really fra.txt?")
+    return pairs
+
+
+def split_pairs(
+    pairs: Sequence[Pair], validation_fraction: float, test_fraction: float, seed: int
+) -> dict[str, list[Pair]]:
+    """Split pairs into train, validation and test, grouped by English sentence.
+
+    Tatoeba often gives several French translations of one English sentence; all of them land in
+    the same split, so validation and test sentences are never seen in training. The fractions
+    apply to distinct English sentences. The same pairs, fractions and seed give the same split.
+    """
+    for name, fraction in (
+        ("validation_fraction", validation_fraction),
+        ("test_fraction", test_fraction),
+    ):
+        if not 0 <= fraction < 1:
+            raise CharmtError(f"preprocess.{name} must be in [0, 1), got {fraction}")
+    if validation_fraction + test_fraction >= 1:
+        raise CharmtError(
+            "preprocess.validation_fraction + preprocess.test_fraction must be below 1, got "
+            f"{validation_fraction} + {test_fraction}"
+        )
+    sources = list(dict.fromkeys(pair.source for pair in pairs))  # first-seen order: deterministic
+    random.Random(seed).shuffle(sources)
+    n_validation = round(len(sources) * validation_fraction)
+    n_test = round(len(sources) * test_fraction)
+    split_of = {source: "validation" for source in sources[:n_validation]}
+    split_of.update({source: "test" for source in sources[n_validation : n_validation + n_test]})
+    splits: dict[str, list[Pair]] = {name: [] for name in SPLITS}
+    for pair in pairs:
+        splits[split_of.get(pair.source, "train")].append(pair)
+    if not splits["train"]:
+        raise CharmtError(f"the train split is empty: {len(sources)} English sentences are too few")
+    return splits
+
+
+def write_pairs(path: str | os.PathLike[str], pairs: Iterable[Pair]) -> None:
+    """Write pairs as ``English<TAB>French`` lines, atomically."""
+    with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8", newline="\n") as out:
+        for pair in pairs:
+            out.write(f"{pair.source}\t{pair.target}\n")
+
+
+def group_references(pairs: Iterable[Pair]) -> dict[str, list[str]]:
+    """Each distinct English sentence with all its French references, in first-seen order."""
+    references: dict[str, list[str]] = {}
+    for pair in pairs:
+        references.setdefault(pair.source, []).append(pair.target)
+    return references
+
+
+def split_statistics(pairs_read: int, splits: dict[str, list[Pair]]) -> dict[str, object]:
+    """The figures of ``metrics/data.json``: pairs and distinct sources per split, lengths."""
+    stats: dict[str, object] = {"pairs_read": pairs_read}
+    for name, pairs in splits.items():
+        stats[name] = {"pairs": len(pairs), "distinct_sources": len({p.source for p in pairs})}
+    every = [pair for pairs in splits.values() for pair in pairs]
+    for side in ("source", "target"):
+        lengths = [len(getattr(pair, side)) for pair in every]
+        stats[f"{side}_length"] = {
+            "max": max(lengths),
+            "mean": round(sum(lengths) / len(lengths), 2),
+        }
+    return stats
+
+
+def prepare(
+    raw: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    num_samples: int,
+    validation_fraction: float,
+    test_fraction: float,
+    seed: int,
+) -> dict[str, object]:
+    """The preprocess stage: read, split, build vocabularies, write ``out_dir``; its statistics.
+
+    ``out_dir`` gets ``train.tsv``, ``validation.tsv``, ``test.tsv`` and ``vocabularies.json``
+    (built from the train split only), all at once or not at all.
+    """
+    pairs = read_pairs(raw, num_samples)
+    splits = split_pairs(pairs, validation_fraction, test_fraction, seed)
+    vocabularies = Vocabularies(
+        Vocabulary.build(p.source for p in splits["train"]),
+        Vocabulary.build(p.target for p in splits["train"]),
+    )
+    with atomic_dir(out_dir) as tmp:
+        for name, split in splits.items():
+            write_pairs(tmp / f"{name}.tsv", split)
+        vocabularies.save(tmp / VOCABULARIES_FILE)
+    stats = split_statistics(len(pairs), splits)
+    stats["source_vocabulary_size"] = vocabularies.source.size
+    stats["target_vocabulary_size"] = vocabularies.target.size
+    return stats
+
+
+def load_split(prepared_dir: str | os.PathLike[str], name: str) -> list[Pair]:
+    """One split written by ``prepare``."""
+    path = Path(prepared_dir) / f"{name}.tsv"
+    if not path.is_file():
+        raise CharmtError(f"{path}: no such file; run the preprocess stage first (dvc repro)")
+    return [
+        pair
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if (pair := parse_line(line, f"{path}:{number}")) is not None
+    ]

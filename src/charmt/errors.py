@@ -1,0 +1,23 @@
+"""The one exception type that users see as a message, not a traceback."""
+
+import sys
+from collections.abc import Callable
+
+
+class CharmtError(Exception):
+    """An error the user can fix: its message names the file, line or value and what to do.
+
+    Stage scripts and the command line print it as one line and exit non-zero.
+    """
+
+
+def exit_on_error(main: Callable[[], None]) -> None:
+    """Run a command's ``main``; a ``CharmtError`` becomes one line on stderr and exit status 1."""
+    try:
+        main()
+    except CharmtError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print("interrupted; no partial outputs were kept", file=sys.stderr)
+        sys.exit(130)

@@ -1,0 +1,23 @@
+"""Stage download: fetch fra.txt from data.url (an http(s) URL, or a local zip or text file)."""
+
+import argparse
+from pathlib import Path
+
+from charmt.download import fetch_pairs_file
+from charmt.errors import exit_on_error
+from charmt.params import load_params, section
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--out", type=Path, required=True, help="where fra.txt goes")
+    args = parser.parse_args()
+
+    data = section(load_params(args.params), "data")
+    fetch_pairs_file(data["url"], args.out, data.get("sha256"))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    exit_on_error(main)
