@@ -7,10 +7,11 @@ the short sentences the model handles best.
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,26 +51,26 @@ def parse_line(line: str, where: str) -> Pair | None:
     return Pair(source, target)
 
 
-def read_pairs(path: str | os.PathLike[str], limit: int | None = None) -> list[Pair]:
-    """The first ``limit`` pairs (all when ``None``) of a ``fra.txt`` in either published form."""
-    path = Path(path)
-    if limit is not None and limit < 1:
-        raise CharmtError(f"data.num_samples must be a positive number of pairs, got {limit}")
-    pairs: list[Pair] = []
+def _parse_file(path: Path) -> Iterator[Pair]:
+    """The pairs of a ``fra.txt``-shaped file, line by line (lines end at ``\n`` only)."""
     try:
         with path.open(encoding="utf-8") as lines:
             for number, line in enumerate(lines, start=1):
                 pair = parse_line(line, f"{path}:{number}")
                 if pair is not None:
-                    pairs.append(pair)
-                    if limit is not None and len(pairs) == limit:
-                        break
-    except FileNotFoundError:
-        raise CharmtError(
-            f"{path}: no such file; run the download stage first (dvc repro)"
-        ) from None
+                    yield pair
     except UnicodeDecodeError as error:
         raise CharmtError(f"{path}: not UTF-8 text ({error}); is it really fra.txt?") from None
+
+
+def read_pairs(path: str | os.PathLike[str], limit: int | None = None) -> list[Pair]:
+    """The first ``limit`` pairs (all when ``None``) of a ``fra.txt`` in either published form."""
+    path = Path(path)
+    if limit is not None and limit < 1:
+        raise CharmtError(f"data.num_samples must be a positive number of pairs, got {limit}")
+    if not path.is_file():
+        raise CharmtError(f"{path}: no such file; run the download stage first (dvc repro)")
+    pairs = list(itertools.islice(_parse_file(path), limit))
     if not pairs:
         raise CharmtError(f"{path}: no sentence pairs found; is it really fra.txt?")
     return pairs
@@ -173,8 +174,4 @@ def load_split(prepared_dir: str | os.PathLike[str], name: str) -> list[Pair]:
     path = Path(prepared_dir) / f"{name}.tsv"
     if not path.is_file():
         raise CharmtError(f"{path}: no such file; run the preprocess stage first (dvc repro)")
-    return [
-        pair
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
-        if (pair := parse_line(line, f"{path}:{number}")) is not None
-    ]
+    return list(_parse_file(path))

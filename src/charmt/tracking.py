@@ -23,7 +23,6 @@ from mlflow.types import Schema, TensorSpec
 from charmt.atomic import write_json
 from charmt.errors import CharmtError
 from charmt.paths import project_root
-from charmt.vocab import START
 
 if TYPE_CHECKING:
     from charmt.translator import Translator
@@ -45,10 +44,16 @@ def _artifact_location(uri: str) -> str | None:
     return None  # a server decides where its artifacts go
 
 
-def use_experiment(name: str) -> str:
-    """Point MLflow at this project's store and experiment ``name`` (created if new); its id."""
+def configure() -> str:
+    """Point MLflow at this project's store; the URI."""
     uri = tracking_uri()
     mlflow.set_tracking_uri(uri)
+    return uri
+
+
+def use_experiment(name: str) -> str:
+    """Point MLflow at this project's store and experiment ``name`` (created if new); its id."""
+    uri = configure()
     experiment = mlflow.get_experiment_by_name(name)
     if experiment is not None:
         return experiment.experiment_id
@@ -132,13 +137,9 @@ def log_trained_model(translator: Translator, directory: Path) -> None:
             [TensorSpec(np.dtype("float32"), (-1, -1, translator.vocabularies.target.size))]
         ),
     )
-    example = {
-        "encoder_ids": np.array([translator.vocabularies.source.encode("Go.")], dtype=np.int32),
-        "decoder_ids": np.array([[START]], dtype=np.int32),
-    }
-    mlflow.keras.log_model(
-        translator.model, name="model", signature=signature, input_example=example
-    )
+    # No input_example here: MLflow 3.17.2's Keras flavour writes the example before it creates
+    # the model directory and fails. The translator pyfunc below carries one.
+    mlflow.keras.log_model(translator.model, name="model", signature=signature)
     mlflow.pyfunc.log_model(
         name="translator",
         python_model=Path(pyfunc.__file__),

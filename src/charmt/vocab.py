@@ -95,5 +95,5 @@ class Vocabularies:
             )
         except FileNotFoundError:
             raise CharmtError(f"{path}: no such file; run the preprocess stage first") from None
-        except (json.JSONDecodeError, KeyError, TypeError) as error:
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
             raise CharmtError(f"{path}: not a charmt vocabularies file ({error})") from None

@@ -1,0 +1,80 @@
+"""The ``charmt`` command: translate English sentences with a trained model.
+
+charmt translate "Go." "I'm sorry."          # one translation a line
+echo "Go." | charmt translate                 # sentences from standard input, one a line
+charmt translate --model models:/m-... "Go."  # an MLflow model instead of models/
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import logging
+import os
+import sys
+from collections.abc import Callable, Iterable, Iterator
+
+from charmt.errors import exit_on_error
+
+# TensorFlow's start-up chatter is not for a command-line user; warnings and errors still show.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+MLFLOW_SCHEMES = ("models:/", "runs:/")
+
+
+def load_translate_function(model: str) -> Callable[[list[str]], list[str]]:
+    """A function from English sentences to French ones, for a ``models/`` dir or an MLflow URI."""
+    if model.startswith(MLFLOW_SCHEMES) or "://" in model:
+        import mlflow.pyfunc
+
+        from charmt import tracking
+
+        tracking.configure()
+        return lambda sentences: list(mlflow.pyfunc.load_model(model).predict(sentences))
+    from charmt.translator import Translator
+
+    translator = Translator.load(model)
+    return translator.translate
+
+
+def _batches(lines: Iterable[str], size: int) -> Iterator[list[str]]:
+    iterator = iter(lines)
+    while batch := list(itertools.islice(iterator, size)):
+        yield batch
+
+
+def translate(args: argparse.Namespace) -> None:
+    translate_batch = load_translate_function(args.model)
+    if args.sentences:
+        batches: Iterable[list[str]] = [args.sentences]
+    else:
+        batches = _batches((line.rstrip("\r\n") for line in sys.stdin), args.batch_size)
+    for batch in batches:
+        for translation in translate_batch(batch):
+            print(translation)
+        sys.stdout.flush()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="charmt", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    translate_parser = commands.add_parser(
+        "translate", help="translate English sentences (arguments, or stdin one a line)"
+    )
+    translate_parser.add_argument("sentences", nargs="*", help="default: read standard input")
+    translate_parser.add_argument(
+        "--model",
+        default="models",
+        help="the pipeline's models/ directory (default) or an MLflow model URI "
+        "(models:/..., runs:/<run id>/translator)",
+    )
+    translate_parser.add_argument(
+        "--batch-size", type=int, default=256, help="sentences from stdin translated together"
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    exit_on_error(lambda: translate(args))
+
+
+if __name__ == "__main__":
+    main()

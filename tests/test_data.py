@@ -1,0 +1,343 @@
+"""Tests for charmt.data: reading fra.txt, splitting by English sentence, the prepared files."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from charmt.data import (
+    SPLITS,
+    VOCABULARIES_FILE,
+    Pair,
+    load_split,
+    parse_line,
+    prepare,
+    read_pairs,
+    split_pairs,
+)
+from charmt.errors import CharmtError
+from charmt.vocab import Vocabularies, Vocabulary
+
+ATTRIBUTION = "CC-BY 2.0 (France) Attribution: tatoeba.org #2877272 (CM) & #1158250 (Wittydev)"
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8", newline="")
+    return path
+
+
+def many_translations(n_sources: int = 40) -> list[Pair]:
+    """Pairs in which most English sentences have several French translations."""
+    pairs = []
+    for i in range(n_sources):
+        for j in range(1 + i % 3):
+            pairs.append(Pair(f"Sentence {i}.", f"Phrase {i} v{j}."))
+    return pairs
+
+
+# --- parse_line / read_pairs ---------------------------------------------------------------------
+
+
+def test_parse_line_two_and_three_columns() -> None:
+    assert parse_line("Go.\tVa !\n", "f:1") == Pair("Go.", "Va !")
+    assert parse_line(f"Go.\tVa !\t{ATTRIBUTION}\n", "f:1") == Pair("Go.", "Va !")
+
+
+def test_parse_line_blank_is_none() -> None:
+    assert parse_line("\n", "f:1") is None
+    assert parse_line("   \r\n", "f:1") is None
+
+
+@pytest.mark.parametrize(
+    "form",
+    [
+        "Go.\tVa !\nHi.\tSalut !\nRun!\tCours !\n",
+        f"Go.\tVa !\t{ATTRIBUTION}\nHi.\tSalut !\t{ATTRIBUTION}\nRun!\tCours !\t{ATTRIBUTION}\n",
+        "Go.\tVa !\r\nHi.\tSalut !\r\nRun!\tCours !\r\n",
+    ],
+    ids=["two-columns", "three-columns", "crlf"],
+)
+def test_read_pairs_both_published_forms(tmp_path: Path, form: str) -> None:
+    raw = write(tmp_path / "fra.txt", form)
+    assert read_pairs(raw) == [Pair("Go.", "Va !"), Pair("Hi.", "Salut !"), Pair("Run!", "Cours !")]
+
+
+def test_read_pairs_ignores_blank_lines(tmp_path: Path) -> None:
+    raw = write(tmp_path / "fra.txt", "\nGo.\tVa !\n\n   \nHi.\tSalut !\n\n")
+    assert read_pairs(raw) == [Pair("Go.", "Va !"), Pair("Hi.", "Salut !")]
+
+
+@pytest.mark.parametrize(
+    "bad_line",
+    [
+        "Just English.",
+        "One.\tUn.\tattribution\textra",
+        "\tFrench only.",
+        "English only.\t",
+        "   \tRien.",
+    ],
+    ids=["one-field", "four-fields", "empty-english", "empty-french", "blank-english"],
+)
+def test_malformed_line_names_file_line_and_content(tmp_path: Path, bad_line: str) -> None:
+    # Line 4 is the bad one; the blank line 2 still counts as a line of the file.
+    raw = write(tmp_path / "my-fra.txt", f"Go.\tVa !\n\nHi.\tSalut !\n{bad_line}\nRun!\tCours !\n")
+    with pytest.raises(CharmtError) as caught:
+        read_pairs(raw)
+    message = str(caught.value)
+    assert "my-fra.txt" in message
+    assert ":4" in message
+    for field in bad_line.split("\t"):
+        assert field.strip() in message
+
+
+def test_nfc_normalisation(tmp_path: Path) -> None:
+    raw = write(tmp_path / "fra.txt", "Cafe\u0301?\tCafe\u0301 ?\n")
+    (pair,) = read_pairs(raw)
+    assert pair.source == "Caf\u00e9?"
+    assert pair.target == "Caf\u00e9 ?"
+    assert len(pair.target) == 6
+
+
+def test_limit_keeps_first_pairs_in_file_order(tmp_path: Path) -> None:
+    lines = [f"E{i}.\tF{i}." for i in range(10)]
+    lines.insert(3, "")
+    raw = write(tmp_path / "fra.txt", "\n".join(lines) + "\n")
+    assert read_pairs(raw, limit=4) == [Pair(f"E{i}.", f"F{i}.") for i in range(4)]
+    assert len(read_pairs(raw, limit=100)) == 10
+
+
+def test_limit_stops_before_later_problems(tmp_path: Path) -> None:
+    raw = write(tmp_path / "fra.txt", "Go.\tVa !\nHi.\tSalut !\nbroken line\n")
+    assert read_pairs(raw, limit=2) == [Pair("Go.", "Va !"), Pair("Hi.", "Salut !")]
+
+
+@pytest.mark.parametrize("limit", [0, -3])
+def test_non_positive_limit_rejected(tmp_path: Path, limit: int) -> None:
+    raw = write(tmp_path / "fra.txt", "Go.\tVa !\n")
+    with pytest.raises(CharmtError, match=str(limit)):
+        read_pairs(raw, limit=limit)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere" / "fra.txt"
+    with pytest.raises(CharmtError, match="no such file") as caught:
+        read_pairs(missing)
+    assert str(missing) in str(caught.value)
+
+
+def test_non_utf8_file(tmp_path: Path) -> None:
+    raw = tmp_path / "latin1.txt"
+    raw.write_bytes("Coffee.\tCafé.\n".encode("latin-1"))
+    with pytest.raises(CharmtError, match="UTF-8") as caught:
+        read_pairs(raw)
+    assert "latin1.txt" in str(caught.value)
+
+
+def test_file_without_pairs(tmp_path: Path) -> None:
+    raw = write(tmp_path / "empty.txt", "\n\n")
+    with pytest.raises(CharmtError, match=r"empty\.txt"):
+        read_pairs(raw)
+
+
+# --- split_pairs ---------------------------------------------------------------------------------
+
+
+def test_split_keeps_each_english_sentence_in_one_split() -> None:
+    pairs = many_translations()
+    splits = split_pairs(pairs, 0.2, 0.2, seed=7)
+    assert set(splits) == set(SPLITS)
+    sources = {name: {p.source for p in split} for name, split in splits.items()}
+    assert not sources["train"] & sources["validation"]
+    assert not sources["train"] & sources["test"]
+    assert not sources["validation"] & sources["test"]
+    # Every pair lands in exactly one split.
+    every = [p for split in splits.values() for p in split]
+    assert Counter(every) == Counter(pairs)
+    assert all(splits[name] for name in SPLITS)
+
+
+def test_split_is_deterministic_for_a_seed() -> None:
+    pairs = many_translations()
+    assert split_pairs(pairs, 0.2, 0.1, seed=3) == split_pairs(list(pairs), 0.2, 0.1, seed=3)
+    assert split_pairs(pairs, 0.2, 0.1, seed=3) != split_pairs(pairs, 0.2, 0.1, seed=4)
+
+
+@pytest.mark.parametrize(("validation", "test"), [(0.1, 0.1), (0.25, 0.15), (0.0, 0.3), (0.3, 0)])
+def test_split_fractions_count_distinct_english_sentences(validation: float, test: float) -> None:
+    pairs = many_translations(40)
+    splits = split_pairs(pairs, validation, test, seed=11)
+    n_sources = len({p.source for p in pairs})
+    for name, fraction in (("validation", validation), ("test", test)):
+        distinct = len({p.source for p in splits[name]})
+        assert abs(distinct - n_sources * fraction) <= 1
+    distinct_train = len({p.source for p in splits["train"]})
+    assert abs(distinct_train - n_sources * (1 - validation - test)) <= 2
+
+
+@pytest.mark.parametrize(
+    ("validation", "test"), [(-0.1, 0.1), (0.1, -0.1), (1.0, 0.0), (0.0, 1.0), (0.6, 0.5)]
+)
+def test_split_rejects_invalid_fractions(validation: float, test: float) -> None:
+    with pytest.raises(CharmtError, match="fraction"):
+        split_pairs(many_translations(), validation, test, seed=0)
+
+
+def test_split_with_too_few_sentences_for_train() -> None:
+    pairs = [Pair("One.", "Un."), Pair("Two.", "Deux.")]
+    with pytest.raises(CharmtError, match="train"):
+        split_pairs(pairs, 0.45, 0.45, seed=0)
+
+
+# --- prepare / load_split ------------------------------------------------------------------------
+
+SMALL = (
+    "Go.\tVa !\n"
+    "Go.\tMarche.\n"
+    "Hi.\tSalut !\n"
+    "\n"
+    "Run!\tCours !\n"
+    "Run!\tCourez !\n"
+    "Wow!\tÇa alors !\n"
+    "Help!\tÀ l'aide !\n"
+    "I won.\tJ'ai gagné.\n"
+    "Who ran?\tQui a couru ?\n"
+    "Wait here.\tAttends ici.\n"
+    "Cafe\u0301 time.\tL'heure du cafe\u0301.\n"
+)
+SMALL_PAIRS = [  # SMALL as read: blank line dropped, accents composed.
+    Pair("Go.", "Va !"),
+    Pair("Go.", "Marche."),
+    Pair("Hi.", "Salut !"),
+    Pair("Run!", "Cours !"),
+    Pair("Run!", "Courez !"),
+    Pair("Wow!", "Ça alors !"),
+    Pair("Help!", "À l'aide !"),
+    Pair("I won.", "J'ai gagné."),
+    Pair("Who ran?", "Qui a couru ?"),
+    Pair("Wait here.", "Attends ici."),
+    Pair("Caf\u00e9 time.", "L'heure du caf\u00e9."),
+]
+
+
+def test_prepare_writes_outputs_and_statistics(tmp_path: Path) -> None:
+    raw = write(tmp_path / "fra.txt", SMALL)
+    out = tmp_path / "prepared"
+    stats = prepare(raw, out, num_samples=1000, validation_fraction=0.2, test_fraction=0.2, seed=1)
+
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [f"{name}.tsv" for name in SPLITS] + [VOCABULARIES_FILE]
+    )
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+    # Hand-computed figures over the whole file (11 pairs, composed 'é').
+    assert stats["pairs_read"] == 11
+    # English lengths 3+3+3+4+4+4+5+6+8+10+10, French 4+7+7+7+8+10+10+11+13+12+16.
+    assert stats["source_length"] == {"max": 10, "mean": round(60 / 11, 2)}
+    assert stats["target_length"] == {"max": 16, "mean": round(105 / 11, 2)}
+
+    loaded = {name: load_split(out, name) for name in SPLITS}
+    assert Counter(p for split in loaded.values() for p in split) == Counter(SMALL_PAIRS)
+    for name in SPLITS:
+        assert stats[name] == {
+            "pairs": len(loaded[name]),
+            "distinct_sources": len({p.source for p in loaded[name]}),
+        }
+    assert sum(stats[name]["distinct_sources"] for name in SPLITS) == 9
+    assert stats["validation"]["distinct_sources"] == 2  # round(9 * 0.2)
+    assert stats["test"]["distinct_sources"] == 2
+
+    train_source_chars = {c for p in loaded["train"] for c in p.source}
+    train_target_chars = {c for p in loaded["train"] for c in p.target}
+    assert stats["source_vocabulary_size"] == 4 + len(train_source_chars)
+    assert stats["target_vocabulary_size"] == 4 + len(train_target_chars)
+    json.loads((out / VOCABULARIES_FILE).read_text(encoding="utf-8"))
+
+
+def test_prepare_everything_in_train(tmp_path: Path) -> None:
+    raw = write(tmp_path / "fra.txt", "ab\tcd\nba\tdc\nab\tce\n")
+    stats = prepare(raw, tmp_path / "out", 1000, 0.0, 0.0, seed=0)
+    assert stats["pairs_read"] == 3
+    assert stats["train"] == {"pairs": 3, "distinct_sources": 2}
+    assert stats["validation"] == {"pairs": 0, "distinct_sources": 0}
+    assert stats["test"] == {"pairs": 0, "distinct_sources": 0}
+    assert stats["source_vocabulary_size"] == 4 + 2  # a, b
+    assert stats["target_vocabulary_size"] == 4 + 3  # c, d, e
+    assert stats["source_length"] == {"max": 2, "mean": 2.0}
+    vocabularies = Vocabularies.load(tmp_path / "out" / VOCABULARIES_FILE)
+    assert vocabularies.source.chars == ("a", "b")
+    assert vocabularies.target.chars == ("c", "d", "e")
+
+
+def test_prepare_num_samples_limits_pairs(tmp_path: Path) -> None:
+    raw = write(tmp_path / "fra.txt", SMALL)
+    stats = prepare(raw, tmp_path / "out", 4, 0.0, 0.0, seed=0)
+    assert stats["pairs_read"] == 4
+    assert load_split(tmp_path / "out", "train") == SMALL_PAIRS[:4]
+
+
+def test_load_split_round_trips_the_split(tmp_path: Path) -> None:
+    raw = write(tmp_path / "fra.txt", SMALL)
+    prepare(raw, tmp_path / "out", 1000, 0.2, 0.2, seed=5)
+    expected = split_pairs(read_pairs(raw), 0.2, 0.2, seed=5)
+    for name in SPLITS:
+        assert load_split(tmp_path / "out", name) == expected[name]
+    # The decomposed accent was written composed.
+    everything = "".join((tmp_path / "out" / f"{n}.tsv").read_text("utf-8") for n in SPLITS)
+    assert "\u0301" not in everything
+    assert "Café time." in everything
+
+
+def test_vocabulary_comes_from_train_split_only(tmp_path: Path) -> None:
+    # One English sentence (and its French) has characters found nowhere else.
+    lines = [f"Sentence {i}.\tPhrase {i}." for i in range(10)] + ["Zqx.\tWkj."]
+    random.Random(0).shuffle(lines)
+    raw = write(tmp_path / "fra.txt", "\n".join(lines) + "\n")
+    found = 0
+    for seed in range(40):
+        out = tmp_path / f"out{seed}"
+        prepare(raw, out, 1000, 0.2, 0.2, seed=seed)
+        vocabularies = Vocabularies.load(out / VOCABULARIES_FILE)
+        train = load_split(out, "train")
+        assert vocabularies.source == Vocabulary.build(p.source for p in train)
+        assert vocabularies.target == Vocabulary.build(p.target for p in train)
+        if Pair("Zqx.", "Wkj.") in load_split(out, "test"):
+            found += 1
+            assert vocabularies.source.unknown_chars("Zqx.") == {"Z", "q", "x"}
+            assert vocabularies.target.unknown_chars("Wkj.") == {"W", "k", "j"}
+    assert found > 0
+
+
+def test_failing_prepare_leaves_no_out_dir(tmp_path: Path) -> None:
+    raw = write(tmp_path / "fra.txt", "Go.\tVa !\nbroken\n")
+    out = tmp_path / "prepared"
+    with pytest.raises(CharmtError, match=r"fra\.txt:2"):
+        prepare(raw, out, 1000, 0.1, 0.1, seed=0)
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fra.txt"]
+
+
+def test_failing_prepare_keeps_previous_outputs(tmp_path: Path) -> None:
+    raw = write(tmp_path / "fra.txt", SMALL)
+    out = tmp_path / "prepared"
+    prepare(raw, out, 1000, 0.2, 0.2, seed=0)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    write(raw, SMALL + "broken\n")
+    with pytest.raises(CharmtError):
+        prepare(raw, out, 1000, 0.2, 0.2, seed=0)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_load_split_missing(tmp_path: Path) -> None:
+    with pytest.raises(CharmtError, match=r"validation\.tsv"):
+        load_split(tmp_path, "validation")
+
+
+@pytest.mark.parametrize("separator", ["\u2028", "\x85", "\x0c"])
+def test_load_split_round_trips_unusual_line_separators(tmp_path: Path, separator: str) -> None:
+    raw = write(tmp_path / "fra.txt", f"Go.\tVa !\nOne{separator}two.\tUn deux.\n")
+    prepare(raw, tmp_path / "out", 1000, 0.0, 0.0, seed=0)
+    assert load_split(tmp_path / "out", "train") == read_pairs(raw)

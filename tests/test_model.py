@@ -1,0 +1,88 @@
+"""The model: masked padding, the seed's optimiser, the inference models sharing its layers."""
+
+import numpy as np
+import pytest
+
+from charmt.errors import CharmtError
+from charmt.model import (
+    build_model,
+    build_optimizer,
+    compile_model,
+    decoder_step_model,
+    encoder_model,
+)
+
+
+@pytest.fixture(scope="module")
+def model():
+    model = build_model(12, 14, latent_dim=16)
+    compile_model(model, build_optimizer())
+    return model
+
+
+def test_extra_padding_changes_neither_loss_nor_encoder_states(model):
+    encoder_ids = np.array([[4, 5, 6, 7], [8, 9, 0, 0]], dtype=np.int32)
+    decoder_ids = np.array([[1, 4, 5, 6], [1, 7, 0, 0]], dtype=np.int32)
+    targets = np.array([[4, 5, 6, 2], [7, 2, 0, 0]], dtype=np.int32)
+    more = ((0, 0), (0, 5))
+
+    loss, accuracy = model.evaluate([encoder_ids, decoder_ids], targets, verbose=0)
+    padded_loss, padded_accuracy = model.evaluate(
+        [np.pad(encoder_ids, more), np.pad(decoder_ids, more)], np.pad(targets, more), verbose=0
+    )
+    assert padded_loss == pytest.approx(loss, rel=1e-6)
+    assert padded_accuracy == pytest.approx(accuracy, rel=1e-6)
+
+    encoder = encoder_model(model)
+    for state, padded_state in zip(
+        encoder(encoder_ids), encoder(np.pad(encoder_ids, more)), strict=True
+    ):
+        np.testing.assert_allclose(np.asarray(state), np.asarray(padded_state), rtol=1e-6)
+
+
+def test_loss_counts_real_characters_only(model):
+    # Two rows: the second is the first plus padding in the targets. If padding were scored, the
+    # mean loss of the padded batch would differ from the unpadded one.
+    encoder_ids = np.array([[4, 5]], dtype=np.int32)
+    decoder_ids = np.array([[1, 4]], dtype=np.int32)
+    targets = np.array([[4, 2]], dtype=np.int32)
+    probabilities = np.asarray(model.predict([encoder_ids, decoder_ids], verbose=0))
+    expected = -np.mean(np.log(probabilities[0, [0, 1], [4, 2]]))
+    loss, _ = model.evaluate(
+        [np.pad(encoder_ids, ((0, 0), (0, 3))), np.pad(decoder_ids, ((0, 0), (0, 3)))],
+        np.pad(targets, ((0, 0), (0, 3))),
+        verbose=0,
+    )
+    assert loss == pytest.approx(expected, rel=1e-5)
+
+
+def test_inference_models_share_the_trained_layers(model):
+    encoder, step = encoder_model(model), decoder_step_model(model)
+    assert encoder.get_layer("encoder_lstm") is model.get_layer("encoder_lstm")
+    assert step.get_layer("decoder_lstm") is model.get_layer("decoder_lstm")
+    # One step from the encoder's states equals the training model's first output.
+    encoder_ids = np.array([[4, 5, 6]], dtype=np.int32)
+    start = np.array([[1]], dtype=np.int32)
+    states = [np.asarray(s) for s in encoder(encoder_ids)]
+    probabilities, _, _ = step.predict([start, *states], verbose=0)
+    full = model.predict([encoder_ids, start], verbose=0)
+    np.testing.assert_allclose(probabilities, full, rtol=1e-5, atol=1e-7)
+
+
+def test_decay_is_keras2_inverse_time_decay():
+    schedule = build_optimizer(learning_rate=0.01, decay=0.5)._learning_rate
+    for step in (0, 1, 10):
+        assert float(schedule(step)) == pytest.approx(0.01 / (1 + 0.5 * step))
+    assert float(build_optimizer(learning_rate=0.01).learning_rate) == pytest.approx(0.01)
+
+
+def test_seed_optimizer_defaults():
+    config = build_optimizer().get_config()
+    assert config["learning_rate"] == pytest.approx(0.001)
+    assert (config["rho"], config["momentum"], config["centered"]) == (0.9, 0.0, False)
+    assert config["epsilon"] == pytest.approx(1e-7)
+
+
+def test_unknown_precision_is_a_clear_error():
+    with pytest.raises(CharmtError, match="training_precision"):
+        build_model(5, 5, 4, precision="float8")

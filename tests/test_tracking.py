@@ -1,0 +1,94 @@
+"""MLflow tracking: where runs go, what a training run records, and the logged models."""
+
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+
+from charmt import tracking
+
+
+def test_uri_defaults_to_the_project_store_even_in_a_dvc_experiment_copy(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    monkeypatch.chdir(tmp_path)
+    assert tracking.tracking_uri() == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
+    copy = tmp_path / ".dvc" / "tmp" / "exps" / "tmpabc123"
+    copy.mkdir(parents=True)
+    monkeypatch.chdir(copy)
+    assert tracking.tracking_uri() == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
+
+
+def test_uri_from_the_environment_wins(monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    assert tracking.tracking_uri() == "http://127.0.0.1:5000"
+
+
+def test_flatten_gives_params_yaml_dotted_names():
+    assert tracking.flatten({"train": {"epochs": 3, "rho": 0.9}, "data": {"url": "x"}}) == {
+        "train.epochs": 3,
+        "train.rho": 0.9,
+        "data.url": "x",
+    }
+
+
+def test_artifacts_of_a_local_store_live_beside_it(tmp_path, monkeypatch, mlflow_store):
+    monkeypatch.chdir(tmp_path)
+    experiment_id = tracking.use_experiment("charmt-test")
+    location = mlflow.get_experiment(experiment_id).artifact_location
+    assert (
+        location == (Path(mlflow_store.removeprefix("sqlite:///")).parent / "mlartifacts").as_uri()
+    )
+
+
+@pytest.fixture
+def logged_run(trained, monkeypatch):
+    """A training run logged the way the train stage does, from the session's tiny model."""
+    monkeypatch.setenv("DVC_EXP_NAME", "tiny-exp")
+    params = {"train": {"epochs": 25, "learning_rate": 0.005}, "data": {"num_samples": 900}}
+    with tracking.start_run("charmt-test") as run:
+        tracking.log_params(params)
+        for row in trained.result.history:
+            tracking.log_epoch(row)
+        tracking.log_summary(trained.result.summary)
+        tracking.log_trained_model(trained.translator, trained.model_dir)
+    return run.info.run_id
+
+
+def test_a_training_run_records_params_metrics_tags_and_models(logged_run, trained):
+    run = mlflow.get_run(logged_run)
+    assert run.data.params["train.learning_rate"] == "0.005"
+    assert run.data.params["data.num_samples"] == "900"
+    assert run.data.metrics["best_val_loss"] == pytest.approx(trained.result.best_val_loss)
+    assert run.data.tags["dvc_experiment"] == "tiny-exp"
+    assert len(run.data.tags["git_commit"]) == 40
+    assert run.data.tags["git_dirty"] in ("true", "false")
+
+    history = mlflow.MlflowClient().get_metric_history(logged_run, "val_loss")
+    assert [m.step for m in sorted(history, key=lambda m: m.step)] == list(range(1, 26))
+    by_step = {m.step: m.value for m in history}
+    assert by_step[1] == pytest.approx(trained.result.history[0]["val_loss"])
+
+    names = {
+        m.name
+        for m in mlflow.search_logged_models(
+            experiment_ids=[run.info.experiment_id],
+            filter_string=f"source_run_id = '{logged_run}'",
+            output_format="list",
+        )
+    }
+    assert names == {"model", "translator"}
+
+
+def test_logged_keras_model_predicts_like_the_trained_one(logged_run, trained):
+    loaded = mlflow.keras.load_model(f"runs:/{logged_run}/model")
+    vocabularies = trained.translator.vocabularies
+    encoder_ids = np.array([vocabularies.source.encode("abcd")], dtype=np.int32)
+    decoder_ids = np.array([[1, *vocabularies.target.encode("dcb")]], dtype=np.int32)
+    np.testing.assert_allclose(
+        loaded.predict([encoder_ids, decoder_ids], verbose=0),
+        trained.translator.model.predict([encoder_ids, decoder_ids], verbose=0),
+        rtol=1e-6,
+    )
+    signature = mlflow.models.get_model_info(f"runs:/{logged_run}/model").signature
+    assert signature.inputs.input_names() == ["encoder_ids", "decoder_ids"]

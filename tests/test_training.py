@@ -1,0 +1,86 @@
+"""Training: the tiny model learns, keep_best keeps the best epoch, bad runs fail clearly."""
+
+import math
+
+import pytest
+from conftest import reversal_pairs
+
+from charmt.batches import EncodedPairs, LengthBatches
+from charmt.errors import CharmtError
+from charmt.training import HISTORY_COLUMNS, TrainParams, to_dataset, train_model
+from charmt.vocab import Vocabularies, Vocabulary
+
+
+def test_validation_loss_falls_and_held_out_words_are_reversed(trained):
+    history = trained.result.history
+    assert [row["epoch"] for row in history] == list(range(1, len(history) + 1))
+    assert all(set(row) == set(HISTORY_COLUMNS) for row in history)
+    assert min(row["val_loss"] for row in history) < 0.3 * history[0]["val_loss"]
+
+    outputs = trained.translator.translate([p.source for p in trained.held_out])
+    exact = sum(o == p.target for o, p in zip(outputs, trained.held_out, strict=True))
+    # Chance is ~0 (a 2-7 letter word over 8 letters); the trained model gets most right.
+    assert exact / len(trained.held_out) > 0.5
+
+
+def test_summary_reports_the_best_epoch(trained):
+    summary = trained.result.summary
+    best = min(trained.result.history, key=lambda row: row["val_loss"])
+    assert summary["best_epoch"] == best["epoch"]
+    assert summary["best_val_loss"] == best["val_loss"]
+    assert summary["final_val_loss"] == trained.result.history[-1]["val_loss"]
+    assert summary["epochs_run"] == 25
+    assert summary["samples_per_second"] > 0
+    assert 0 < summary["trainable_parameter_count"] < summary["parameter_count"]
+
+
+def _small_run(keep_best: bool):
+    pairs = reversal_pairs(200, seed=5)
+    train, validation = pairs[40:], pairs[:40]
+    vocabularies = Vocabularies(
+        Vocabulary.build(p.source for p in train), Vocabulary.build(p.target for p in train)
+    )
+    # A large learning rate makes val_loss jump around, so the best epoch is rarely the last.
+    params = TrainParams(
+        latent_dim=16, batch_size=16, epochs=6, learning_rate=0.05, keep_best=keep_best, seed=1
+    )
+    result = train_model(train, validation, vocabularies, params, verbose=0)
+    batches = LengthBatches(EncodedPairs.encode(validation, vocabularies), 16, shuffle=False)
+    loss = result.model.evaluate(to_dataset(batches), verbose=0, return_dict=True)["loss"]
+    return result, loss
+
+
+@pytest.mark.parametrize("keep_best", [True, False])
+def test_keep_best_chooses_the_saved_weights(keep_best):
+    result, loss = _small_run(keep_best)
+    losses = [row["val_loss"] for row in result.history]
+    assert len(losses) == 6  # the history covers every epoch either way
+    expected = min(losses) if keep_best else losses[-1]
+    assert loss == pytest.approx(expected, rel=1e-5)
+
+
+def test_nan_loss_stops_with_a_clear_error():
+    pairs = reversal_pairs(100, seed=6)
+    vocabularies = Vocabularies(
+        Vocabulary.build(p.source for p in pairs), Vocabulary.build(p.target for p in pairs)
+    )
+    params = TrainParams(latent_dim=8, batch_size=16, epochs=3, learning_rate=math.inf)
+    with pytest.raises(CharmtError, match=r"NaN.*train\.learning_rate"):
+        train_model(pairs[20:], pairs[:20], vocabularies, params, verbose=0)
+
+
+def test_empty_validation_split_is_a_clear_error():
+    pairs = reversal_pairs(20, seed=7)
+    vocabularies = Vocabularies(
+        Vocabulary.build(p.source for p in pairs), Vocabulary.build(p.target for p in pairs)
+    )
+    with pytest.raises(CharmtError, match="validation_fraction"):
+        train_model(pairs, [], vocabularies, TrainParams(epochs=1), verbose=0)
+
+
+def test_params_reject_unknown_and_invalid_values():
+    with pytest.raises(CharmtError, match=r"unknown train params.*'epoch'"):
+        TrainParams.from_dict({"epoch": 3})
+    with pytest.raises(CharmtError, match=r"train\.batch_size"):
+        TrainParams.from_dict({"batch_size": 0})
+    assert TrainParams.from_dict({"epochs": 3}).epochs == 3
