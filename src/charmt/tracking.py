@@ -40,7 +40,8 @@ def tracking_uri() -> str:
 def _artifact_location(uri: str) -> str | None:
     """For a local SQLite store, keep artifacts beside the database, not in the working dir."""
     if uri.startswith("sqlite:///"):
-        return (Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts").as_uri()
+        database = Path(uri.removeprefix("sqlite:///")).resolve()
+        return (database.parent / "mlartifacts").as_uri()
     return None  # a server decides where its artifacts go
 
 

@@ -1,0 +1,44 @@
+"""``charmt translate`` as a user runs it: a real process, arguments or standard input."""
+
+import subprocess
+
+from conftest import subprocess_env
+
+
+def charmt(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["charmt", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        timeout=120,
+    )
+
+
+def test_translates_arguments_one_line_each(trained):
+    sources = [p.source for p in trained.held_out[:3]]
+    done = charmt("translate", "--model", str(trained.model_dir), *sources)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == trained.translator.translate(sources)
+
+
+def test_translates_standard_input_in_batches(trained):
+    sources = [p.source for p in trained.held_out[:7]]
+    done = charmt(
+        "translate",
+        "--model",
+        str(trained.model_dir),
+        "--batch-size",
+        "3",
+        stdin="\n".join(sources) + "\n",
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == trained.translator.translate(sources)
+
+
+def test_missing_model_is_one_clear_line_and_exit_1(tmp_path):
+    done = charmt("translate", "--model", str(tmp_path / "nowhere"), "Go.")
+    assert done.returncode == 1
+    assert "nowhere" in done.stderr and "dvc repro train" in done.stderr
+    assert "Traceback" not in done.stderr

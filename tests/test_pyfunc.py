@@ -1,0 +1,121 @@
+"""The MLflow ``translator`` model: loaded in a fresh process, and served over HTTP."""
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import mlflow
+import pytest
+from conftest import subprocess_env
+
+from charmt import tracking
+
+
+@pytest.fixture(scope="module")
+def translator_uri(trained, tmp_path_factory):
+    """The translator pyfunc logged into a store of this module's own; (uri, tracking uri)."""
+    store = f"sqlite:///{tmp_path_factory.mktemp('store') / 'mlflow.db'}"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", store)
+        with tracking.start_run("charmt-test") as run:
+            tracking.log_trained_model(trained.translator, trained.model_dir)
+    return f"runs:/{run.info.run_id}/translator", store
+
+
+def test_signature_is_strings_to_strings(translator_uri, monkeypatch):
+    uri, store = translator_uri
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+    mlflow.set_tracking_uri(store)
+    info = mlflow.models.get_model_info(uri)
+    assert info.signature.inputs.to_dict() == [{"type": "string", "required": True}]
+    assert info.signature.outputs.to_dict() == [{"type": "string", "required": True}]
+    assert info.saved_input_example_info is not None
+
+
+def test_loads_and_predicts_in_a_fresh_process(translator_uri, trained):
+    uri, store = translator_uri
+    sources = [p.source for p in trained.held_out[:5]]
+    code = (
+        "import json, sys, mlflow, pandas\n"
+        f"model = mlflow.pyfunc.load_model({uri!r})\n"
+        "sources = json.loads(sys.argv[1])\n"
+        "frame = pandas.DataFrame({'text': sources})\n"
+        "print(json.dumps([list(model.predict(sources)), list(model.predict(frame))]))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(sources)],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(MLFLOW_TRACKING_URI=store),
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    from_list, from_frame = json.loads(done.stdout.strip().splitlines()[-1])
+    expected = trained.translator.translate(sources)
+    assert from_list == expected
+    assert from_frame == expected
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.e2e
+def test_served_by_mlflow_models_serve(translator_uri, trained, tmp_path):
+    uri, store = translator_uri
+    port = _free_port()
+    log = (tmp_path / "serve.log").open("w")
+    server = subprocess.Popen(
+        [
+            "mlflow",
+            "models",
+            "serve",
+            "-m",
+            uri,
+            "--env-manager",
+            "local",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=subprocess_env(MLFLOW_TRACKING_URI=store),
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/ping", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            assert server.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "server did not answer /ping in 120 s"
+            time.sleep(0.5)
+
+        sources = [p.source for p in trained.held_out[:4]]
+        request = urllib.request.Request(
+            f"{base}/invocations",
+            data=json.dumps({"inputs": sources}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            answer = json.loads(response.read())
+        assert answer == {"predictions": trained.translator.translate(sources)}
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
