@@ -78,7 +78,7 @@ def test_repro_runs_every_stage_and_writes_every_output(project):
     assert sum(data[s]["pairs"] for s in ("train", "validation", "test")) == 302
 
     history = (project / "metrics/history.csv").read_text().splitlines()
-    assert history[0] == "epoch,loss,val_loss,accuracy,val_accuracy,seconds"
+    assert history[0] == "epoch,loss,val_loss,accuracy,val_accuracy,seconds,train_seconds"
     assert len(history) == 1 + 3
 
     evaluation = json.loads((project / "metrics/eval.json").read_text())

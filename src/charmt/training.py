@@ -24,7 +24,16 @@ from charmt.errors import CharmtError
 from charmt.model import build_model, build_optimizer, compile_model
 from charmt.vocab import Vocabularies
 
-HISTORY_COLUMNS = ("epoch", "loss", "val_loss", "accuracy", "val_accuracy", "seconds")
+# seconds: the whole epoch; train_seconds: its training part, without validation.
+HISTORY_COLUMNS = (
+    "epoch",
+    "loss",
+    "val_loss",
+    "accuracy",
+    "val_accuracy",
+    "seconds",
+    "train_seconds",
+)
 
 
 @dataclass(frozen=True)
@@ -124,11 +133,13 @@ class _EpochRecorder(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         now = time.perf_counter()
-        self.train_seconds += (self._validation_start or now) - self._epoch_start
+        train_seconds = (self._validation_start or now) - self._epoch_start
+        self.train_seconds += train_seconds
         logs = logs or {}
         row = {"epoch": epoch + 1}
-        row.update({k: float(logs[k]) for k in HISTORY_COLUMNS[1:-1]})
+        row.update({k: float(logs[k]) for k in ("loss", "val_loss", "accuracy", "val_accuracy")})
         row["seconds"] = round(now - self._epoch_start, 3)
+        row["train_seconds"] = round(train_seconds, 3)
         self.rows.append(row)
         if row["val_loss"] < self.best_val_loss:
             self.best_val_loss, self.best_epoch = row["val_loss"], row["epoch"]

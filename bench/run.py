@@ -1,0 +1,411 @@
+"""Benchmark: training and decoding speed of charmt side by side with the seed's way.
+
+    python bench/run.py                  # ../shared/data/fra-eng.zip, 10,000 pairs, 20 epochs each
+    python bench/run.py --epochs 4 --growth 10000 --decode-sample 5     # a quick look
+
+Each measurement runs in its own process (so peak resident memory is its own) on the same splits
+and hyperparameters as the pipeline's defaults. Results go to bench/results/ as JSON and Markdown.
+Not part of the test suite: these machines are shared and noisy, so compare the ratios of one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+WORK = HERE / "work"
+RESULTS = HERE / "results"
+PREPROCESS = {"validation_fraction": 0.1, "test_fraction": 0.1, "seed": 42}
+LATENT, BATCH = 256, 64
+
+
+# --- workers: each runs in a fresh process and prints one JSON line -------------------------------
+
+
+def _peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _splits(data: str, num_samples: int):
+    from charmt.data import load_split, prepare
+
+    prepared = WORK / f"prepared-{num_samples}"
+    if not (prepared / "test.tsv").exists():
+        prepare(data, prepared, num_samples, **PREPROCESS)
+    return {name: load_split(prepared, name) for name in ("train", "validation", "test")}
+
+
+def _raw(data: str) -> str:
+    from charmt.download import fetch_pairs_file
+
+    raw = WORK / "fra.txt"
+    if not raw.exists():
+        fetch_pairs_file(data, raw, progress=False)
+    return str(raw)
+
+
+def _quality(outputs: list[str], test) -> dict[str, float]:
+    from charmt import metrics
+    from charmt.data import group_references
+
+    references = group_references(test)
+    refs = [references[s] for s in references]
+    return {
+        "exact_match": metrics.exact_match(outputs, refs),
+        "char_accuracy": metrics.char_accuracy(outputs, refs),
+    }
+
+
+def worker_ours(data: str, num_samples: int, epochs: int, evaluate: bool) -> dict:
+    from charmt.data import group_references
+    from charmt.training import TrainParams, train_model
+    from charmt.translator import Translator
+    from charmt.vocab import Vocabularies, Vocabulary
+
+    splits = _splits(data, num_samples)
+    train = splits["train"]
+    vocabularies = Vocabularies(
+        Vocabulary.build(p.source for p in train), Vocabulary.build(p.target for p in train)
+    )
+    # keep_best=False: both ways are judged at their last epoch, like for like.
+    params = TrainParams(epochs=epochs, keep_best=False, latent_dim=LATENT, batch_size=BATCH)
+    result = train_model(train, splits["validation"], vocabularies, params, verbose=0)
+    out = {
+        "train_pairs": len(train),
+        "epoch_train_seconds": [row["train_seconds"] for row in result.history],
+        "final_val_loss": result.history[-1]["val_loss"],
+    }
+    if evaluate:
+        translator = Translator(
+            result.model,
+            vocabularies,
+            max(len(p.source) for p in train),
+            max(len(p.target) for p in train),
+        )
+        translator.save(WORK / "ours-model")
+        out.update(
+            _quality(translator.translate(list(group_references(splits["test"]))), splits["test"])
+        )
+    out["peak_rss_mib"] = _peak_rss_mib()
+    return out
+
+
+def worker_seed(data: str, num_samples: int, epochs: int) -> dict:
+    import keras
+
+    from bench.seed import SeedData, build_seed_model, seed_decode
+    from charmt.data import group_references
+
+    splits = _splits(data, num_samples)
+    train, validation = splits["train"], splits["validation"]
+    seed_data = SeedData([p for split in splits.values() for p in split])
+    x_train = seed_data.arrays(train)
+    x_validation = seed_data.arrays(validation)
+    keras.utils.set_random_seed(42)
+    model = build_seed_model(seed_data, LATENT)
+
+    class TrainTime(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.seconds: list[float] = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start, self.test_start = time.perf_counter(), None
+
+        def on_test_begin(self, logs=None):
+            self.test_start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.seconds.append((self.test_start or time.perf_counter()) - self.start)
+
+    timer = TrainTime()
+    history = model.fit(
+        [x_train[0], x_train[1]],
+        x_train[2],
+        validation_data=([x_validation[0], x_validation[1]], x_validation[2]),
+        batch_size=BATCH,
+        epochs=epochs,
+        callbacks=[timer],
+        verbose=0,
+    )
+    outputs = seed_decode(model, seed_data, list(group_references(splits["test"])))
+    return {
+        "train_pairs": len(train),
+        "epoch_train_seconds": timer.seconds,
+        "final_val_loss": history.history["val_loss"][-1],
+        "array_mib": sum(a.nbytes for a in (*x_train, *x_validation)) / 2**20,
+        **_quality(outputs, splits["test"]),
+        "peak_rss_mib": _peak_rss_mib(),
+    }
+
+
+def worker_decode(data: str, num_samples: int, sample: int) -> dict:
+    import numpy as np
+
+    from charmt.data import group_references
+    from charmt.decoding import decode_like_seed
+    from charmt.translator import DEFAULT_LENGTH_MARGIN, Translator
+
+    splits = _splits(data, num_samples)
+    sources = list(group_references(splits["test"]))
+    translator = Translator.load(WORK / "ours-model")
+    translator.translate(sources[:2])  # compile the loop once, as a server would at start-up
+    start = time.perf_counter()
+    batched = translator.translate(sources)
+    batched_seconds = time.perf_counter() - start
+
+    vocab = translator.vocabularies
+    cap = translator.max_target_length + DEFAULT_LENGTH_MARGIN + 1
+    picked = sources[:: max(1, len(sources) // sample)][:sample]
+    start = time.perf_counter()
+    one_at_a_time = [
+        vocab.target.decode(
+            decode_like_seed(translator.model, np.array(vocab.source.encode(s), np.int32), cap)
+        )
+        for s in picked
+    ]
+    seed_seconds = time.perf_counter() - start
+    batched_of_picked = [batched[sources.index(s)] for s in picked]
+    return {
+        "batched_sentences": len(sources),
+        "batched_seconds": batched_seconds,
+        "seed_way_sentences": len(picked),
+        "seed_way_seconds": seed_seconds,
+        "same_strings": one_at_a_time == batched_of_picked,
+        "samples": [[s, o] for s, o in zip(sources[:10], batched[:10], strict=True)],
+    }
+
+
+def worker_peak_gflops() -> dict:
+    """What this CPU does at best in float32: a large TensorFlow matmul, same threads as training."""
+    import tensorflow as tf
+
+    n = 2048
+    a, b = tf.random.normal((n, n)), tf.random.normal((n, n))
+    tf.matmul(a, b).numpy()
+    repeats = 10
+    start = time.perf_counter()
+    for _ in range(repeats):
+        c = tf.matmul(a, b)
+    c.numpy()
+    seconds = time.perf_counter() - start
+    return {"matmul_n": n, "gflops": 2 * n**3 * repeats / seconds / 1e9}
+
+
+WORKERS = {
+    "ours": worker_ours,
+    "seed": worker_seed,
+    "decode": worker_decode,
+    "peak": worker_peak_gflops,
+}
+
+
+# --- the driver ---------------------------------------------------------------------------------
+
+
+def run_worker(name: str, **kwargs) -> dict:
+    print(f"-- {name} {kwargs}", flush=True)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(HERE.parent))
+    done = subprocess.run(
+        [sys.executable, __file__, "--worker", name, json.dumps(kwargs)],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    if done.returncode != 0:
+        sys.exit(f"worker {name} failed:\n{done.stderr[-4000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def training_flops(pairs) -> float:
+    """Floating-point operations of one training epoch over the real (unpadded) characters.
+
+    Per LSTM step 8 * (inputs + units) * units (four gates, multiply-add) plus the output layer's
+    2 * units * vocabulary per decoder step; the backward pass costs about twice the forward.
+    """
+    from charmt.vocab import SPECIAL_TOKENS
+
+    source_vocab = len(SPECIAL_TOKENS) + len({c for p in pairs for c in p.source})
+    target_vocab = len(SPECIAL_TOKENS) + len({c for p in pairs for c in p.target})
+    encoder_steps = sum(len(p.source) for p in pairs)
+    decoder_steps = sum(len(p.target) + 1 for p in pairs)
+    forward = encoder_steps * 8 * (source_vocab + LATENT) * LATENT + decoder_steps * (
+        8 * (target_vocab + LATENT) * LATENT + 2 * LATENT * target_vocab
+    )
+    return 3.0 * forward
+
+
+def steady(seconds: list[float]) -> float:
+    """Median epoch time after the first (which includes tracing and warm-up)."""
+    return statistics.median(seconds[1:] if len(seconds) > 1 else seconds)
+
+
+def versions() -> dict[str, str]:
+    from importlib.metadata import version
+
+    return {p: version(p) for p in ("tensorflow-cpu", "keras", "numpy", "mlflow", "dvc")}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--data", default=str(HERE.parent.parent / "shared/data/fra-eng.zip"))
+    parser.add_argument("--num-samples", type=int, default=10000)
+    parser.add_argument("--epochs", type=int, default=20, help="epochs per training way")
+    parser.add_argument(
+        "--decode-sample", type=int, default=20, help="sentences decoded the seed's way"
+    )
+    parser.add_argument("--growth", type=int, nargs="*", default=[10000, 40000, 75000])
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("worker_args", nargs="?", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(WORKERS[args.worker](**json.loads(args.worker_args))))
+        return
+
+    WORK.mkdir(parents=True, exist_ok=True)
+    began = time.time()
+    raw = _raw(args.data)
+    common = {"data": raw, "num_samples": args.num_samples}
+    peak = run_worker("peak")
+    seed = run_worker("seed", epochs=args.epochs, **common)
+    ours = run_worker("ours", epochs=args.epochs, evaluate=True, **common)
+    decode = run_worker("decode", sample=args.decode_sample, **common)
+    growth = {
+        n: run_worker("ours", data=raw, num_samples=n, epochs=2, evaluate=False)
+        for n in args.growth
+    }
+
+    from charmt.data import load_split
+
+    train = load_split(WORK / f"prepared-{args.num_samples}", "train")
+    flops = training_flops(train)
+    seed_epoch, ours_epoch = (
+        steady(seed["epoch_train_seconds"]),
+        steady(ours["epoch_train_seconds"]),
+    )
+    results = {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+        },
+        "versions": versions(),
+        "setup": {
+            "data": args.data,
+            "num_samples": args.num_samples,
+            "epochs": args.epochs,
+            "latent_dim": LATENT,
+            "batch_size": BATCH,
+            "train_pairs": len(train),
+        },
+        "training": {
+            "seed": {
+                "seconds_per_epoch": seed_epoch,
+                "samples_per_second": seed["train_pairs"] / seed_epoch,
+                **seed,
+            },
+            "ours": {
+                "seconds_per_epoch": ours_epoch,
+                "samples_per_second": ours["train_pairs"] / ours_epoch,
+                **ours,
+            },
+            "speedup": seed_epoch / ours_epoch,
+        },
+        "decoding": {
+            **decode,
+            "seed_way_sentences_per_second": decode["seed_way_sentences"]
+            / decode["seed_way_seconds"],
+            "batched_sentences_per_second": decode["batched_sentences"] / decode["batched_seconds"],
+        },
+        "work": {
+            "training_gflop_per_epoch": flops / 1e9,
+            "ours_gflops_achieved": flops / ours_epoch / 1e9,
+            "seed_useful_gflops": flops / seed_epoch / 1e9,
+            "cpu_peak_gflops": peak["gflops"],
+            "cpu_peak_how": f"float32 {peak['matmul_n']}x{peak['matmul_n']} tf.matmul, 10 repeats",
+        },
+        "growth": {
+            str(n): {
+                "train_pairs": g["train_pairs"],
+                "seconds_per_epoch": g["epoch_train_seconds"][-1],
+                "peak_rss_mib": g["peak_rss_mib"],
+            }
+            for n, g in growth.items()
+        },
+        "benchmark_seconds": round(time.time() - began),
+    }
+    d = results["decoding"]
+    d["speedup"] = d["batched_sentences_per_second"] / d["seed_way_sentences_per_second"]
+    RESULTS.mkdir(exist_ok=True)
+    stamp = results["date"][:10]
+    (RESULTS / f"{stamp}.json").write_text(json.dumps(results, indent=2) + "\n")
+    (RESULTS / f"{stamp}.md").write_text(markdown(results))
+    (RESULTS / "latest.md").write_text(markdown(results))
+    print(markdown(results))
+
+
+def markdown(r: dict) -> str:
+    t, d, w = r["training"], r["decoding"], r["work"]
+    s, o = t["seed"], t["ours"]
+    lines = [
+        f"# Benchmark {r['date']}",
+        "",
+        f"{r['machine']['cpu_count']} CPUs, {r['machine']['platform']}; "
+        + ", ".join(f"{k} {v}" for k, v in r["versions"].items())
+        + ".",
+        f"Data: first {r['setup']['num_samples']} pairs of {Path(r['setup']['data']).name} "
+        f"({r['setup']['train_pairs']} training pairs); latent {r['setup']['latent_dim']}, "
+        f"batch {r['setup']['batch_size']}, {r['setup']['epochs']} epochs each; "
+        "epoch time = median training time of epochs 2..N (validation excluded).",
+        "",
+        "| | seed's way | charmt | ratio |",
+        "|---|---|---|---|",
+        f"| training s/epoch | {s['seconds_per_epoch']:.2f} | {o['seconds_per_epoch']:.2f} | "
+        f"{t['speedup']:.2f}x |",
+        f"| training samples/s | {s['samples_per_second']:.0f} | {o['samples_per_second']:.0f} | "
+        f"{t['speedup']:.2f}x |",
+        f"| peak RSS (MiB) | {s['peak_rss_mib']:.0f} | {o['peak_rss_mib']:.0f} | "
+        f"{s['peak_rss_mib'] / o['peak_rss_mib']:.2f}x less |",
+        f"| val_loss after {r['setup']['epochs']} epochs | {s['final_val_loss']:.4f} | "
+        f"{o['final_val_loss']:.4f} | (seed's counts padding) |",
+        f"| test exact_match | {s['exact_match']:.4f} | {o['exact_match']:.4f} | |",
+        f"| test char_accuracy | {s['char_accuracy']:.4f} | {o['char_accuracy']:.4f} | |",
+        f"| decoding sentences/s | {d['seed_way_sentences_per_second']:.2f} "
+        f"({d['seed_way_sentences']} sentences) | {d['batched_sentences_per_second']:.0f} "
+        f"({d['batched_sentences']} sentences) | {d['speedup']:.0f}x |",
+        "",
+        f"Same strings from both decoders on the sample: {d['same_strings']}.",
+        "",
+        f"Work: {w['training_gflop_per_epoch']:.1f} GFLOP per training epoch over the real "
+        f"characters (counted from the shapes); charmt achieves {w['ours_gflops_achieved']:.1f} "
+        f"GFLOP/s, the seed's way {w['seed_useful_gflops']:.1f} useful GFLOP/s; this CPU peaks at "
+        f"{w['cpu_peak_gflops']:.0f} GFLOP/s ({w['cpu_peak_how']}).",
+        "",
+        "Growth (charmt, second epoch of two):",
+        "",
+        "| num_samples | training pairs | s/epoch | peak RSS (MiB) |",
+        "|---|---|---|---|",
+    ]
+    for n, g in r["growth"].items():
+        lines.append(
+            f"| {n} | {g['train_pairs']} | {g['seconds_per_epoch']:.1f} | {g['peak_rss_mib']:.0f} |"
+        )
+    lines += ["", f"Benchmark ran {r['benchmark_seconds']} s.", ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
