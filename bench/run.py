@@ -187,7 +187,7 @@ def worker_decode(data: str, num_samples: int, sample: int) -> dict:
 
 
 def worker_peak_gflops() -> dict:
-    """What this CPU does at best in float32: a large TensorFlow matmul, same threads as training."""
+    """This CPU at its best in float32: a large TensorFlow matmul, same threads as training."""
     import tensorflow as tf
 
     n = 2048
