@@ -154,7 +154,7 @@ def worker_decode(data: str, num_samples: int, sample: int) -> dict:
     import numpy as np
 
     from charmt.data import group_references
-    from charmt.decoding import decode_like_seed
+    from charmt.decoding import SeedStyleDecoder
     from charmt.translator import DEFAULT_LENGTH_MARGIN, Translator
 
     splits = _splits(data, num_samples)
@@ -168,11 +168,10 @@ def worker_decode(data: str, num_samples: int, sample: int) -> dict:
     vocab = translator.vocabularies
     cap = translator.max_target_length + DEFAULT_LENGTH_MARGIN + 1
     picked = sources[:: max(1, len(sources) // sample)][:sample]
+    decode_like_seed = SeedStyleDecoder(translator.model)
     start = time.perf_counter()
     one_at_a_time = [
-        vocab.target.decode(
-            decode_like_seed(translator.model, np.array(vocab.source.encode(s), np.int32), cap)
-        )
+        vocab.target.decode(decode_like_seed(np.array(vocab.source.encode(s), np.int32), cap))
         for s in picked
     ]
     seed_seconds = time.perf_counter() - start

@@ -5,7 +5,7 @@ import logging
 import numpy as np
 
 from charmt.batches import pad
-from charmt.decoding import GreedyDecoder, decode_like_seed
+from charmt.decoding import GreedyDecoder, SeedStyleDecoder
 from charmt.vocab import END
 
 
@@ -18,8 +18,9 @@ def test_batched_decoding_equals_one_sentence_at_a_time(trained):
     encoded = [np.array(translator.vocabularies.source.encode(s), dtype=np.int32) for s in sources]
 
     batched = GreedyDecoder(translator.model)(pad(encoded), max_length)
+    decode_like_seed = SeedStyleDecoder(translator.model)
     for row, ids in zip(batched, encoded, strict=True):
-        one_at_a_time = decode_like_seed(translator.model, ids, max_length)
+        one_at_a_time = decode_like_seed(ids, max_length)
         assert translator.vocabularies.target.decode(row) == translator.vocabularies.target.decode(
             one_at_a_time
         )

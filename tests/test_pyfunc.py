@@ -119,3 +119,18 @@ def test_served_by_mlflow_models_serve(translator_uri, trained, tmp_path):
         except subprocess.TimeoutExpired:
             server.kill()
         log.close()
+
+
+def test_cli_translates_with_an_mlflow_model_uri(translator_uri, trained):
+    uri, store = translator_uri
+    sources = [p.source for p in trained.held_out[:5]]
+    done = subprocess.run(
+        ["charmt", "translate", "--model", uri, "--batch-size", "2"],
+        input="\n".join(sources) + "\n",
+        capture_output=True,
+        text=True,
+        env=subprocess_env(MLFLOW_TRACKING_URI=store),
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.splitlines() == trained.translator.translate(sources)

@@ -30,7 +30,8 @@ def load_translate_function(model: str) -> Callable[[list[str]], list[str]]:
         from charmt import tracking
 
         tracking.configure()
-        return lambda sentences: list(mlflow.pyfunc.load_model(model).predict(sentences))
+        loaded = mlflow.pyfunc.load_model(model)
+        return lambda sentences: list(loaded.predict(sentences))
     from charmt.translator import Translator
 
     translator = Translator.load(model)

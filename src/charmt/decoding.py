@@ -2,7 +2,7 @@
 
 ``GreedyDecoder`` advances a whole batch together inside one compiled ``tf.while_loop`` over the
 trained decoder cell, stopping as soon as every row has emitted ``<end>`` or the length cap is hit.
-``decode_like_seed`` is the seed's way (one sentence, one ``predict`` call per character); it is
+``SeedStyleDecoder`` is the seed's way (one sentence, one ``predict`` call per character); it is
 kept as the reference that the batched loop must match exactly, and for the benchmark.
 """
 
@@ -68,21 +68,26 @@ class GreedyDecoder:
         return tf.transpose(outputs.stack())
 
 
-def decode_like_seed(model: keras.Model, encoder_ids: np.ndarray, max_length: int) -> list[int]:
-    """Decode one sentence the seed's way: one ``predict`` call per output character.
+class SeedStyleDecoder:
+    """The seed's way: one sentence at a time, one ``predict`` call per output character.
 
-    ``encoder_ids`` is one unpadded sentence. Slow (two orders of magnitude below the batched
-    loop); for tests and the benchmark.
+    Slow (orders of magnitude below ``GreedyDecoder``); kept as the reference the batched loop
+    must match, and for the benchmark. Its encoder and step models are built once, as the seed did.
     """
-    encoder, step = encoder_model(model), decoder_step_model(model)
-    state_h, state_c = encoder.predict(encoder_ids[None, :], verbose=0)
-    token, output = START, []
-    while len(output) < max_length:
-        probabilities, state_h, state_c = step.predict(
-            [np.array([[token]], dtype=np.int32), state_h, state_c], verbose=0
-        )
-        token = int(np.argmax(probabilities[0, -1]))
-        output.append(token)
-        if token == END:
-            break
-    return output
+
+    def __init__(self, model: keras.Model) -> None:
+        self.encoder, self.step = encoder_model(model), decoder_step_model(model)
+
+    def __call__(self, encoder_ids: np.ndarray, max_length: int) -> list[int]:
+        """Output ids for one unpadded sentence, ending with ``<end>`` unless capped."""
+        state_h, state_c = self.encoder.predict(encoder_ids[None, :], verbose=0)
+        token, output = START, []
+        while len(output) < max_length:
+            probabilities, state_h, state_c = self.step.predict(
+                [np.array([[token]], dtype=np.int32), state_h, state_c], verbose=0
+            )
+            token = int(np.argmax(probabilities[0, -1]))
+            output.append(token)
+            if token == END:
+                break
+        return output

@@ -111,11 +111,10 @@ class Translator:
         return translations
 
     def _warn_about_inputs(self, sentences: Sequence[str]) -> None:
-        unknown = sorted(
-            set().union(*(self.vocabularies.source.unknown_chars(s) for s in sentences))
-        )
+        per_sentence = [self.vocabularies.source.unknown_chars(s) for s in sentences]
+        unknown = sorted(set().union(*per_sentence))
         if unknown:
-            count = sum(len(self.vocabularies.source.unknown_chars(s)) > 0 for s in sentences)
+            count = sum(bool(chars) for chars in per_sentence)
             log.warning(
                 "%d sentence(s) contain characters never seen in training, read as unknown: %s",
                 count,
