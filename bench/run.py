@@ -70,13 +70,11 @@ def worker_ours(data: str, num_samples: int, epochs: int, evaluate: bool) -> dic
     from charmt.data import group_references
     from charmt.training import TrainParams, train_model
     from charmt.translator import Translator
-    from charmt.vocab import Vocabularies, Vocabulary
+    from charmt.vocab import Vocabularies
 
     splits = _splits(data, num_samples)
     train = splits["train"]
-    vocabularies = Vocabularies(
-        Vocabulary.build(p.source for p in train), Vocabulary.build(p.target for p in train)
-    )
+    vocabularies = Vocabularies.from_pairs(train)
     # keep_best=False: both ways are judged at their last epoch, like for like.
     params = TrainParams(epochs=epochs, keep_best=False, latent_dim=LATENT, batch_size=BATCH)
     result = train_model(train, splits["validation"], vocabularies, params, verbose=0)
@@ -87,12 +85,7 @@ def worker_ours(data: str, num_samples: int, epochs: int, evaluate: bool) -> dic
         "final_val_loss": result.history[-1]["val_loss"],
     }
     if evaluate:
-        translator = Translator(
-            result.model,
-            vocabularies,
-            max(len(p.source) for p in train),
-            max(len(p.target) for p in train),
-        )
+        translator = Translator.from_training(result.model, vocabularies, train)
         translator.save(WORK / "ours-model")
         out.update(
             _quality(translator.translate(list(group_references(splits["test"]))), splits["test"])

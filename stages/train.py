@@ -43,12 +43,7 @@ def main() -> None:
             train, validation, vocabularies, train_params, on_epoch=tracking.log_epoch
         )
         tracking.log_summary(result.summary)
-        translator = Translator(
-            result.model,
-            vocabularies,
-            max_source_length=max(len(p.source) for p in train),
-            max_target_length=max(len(p.target) for p in train),
-        )
+        translator = Translator.from_training(result.model, vocabularies, train)
         with atomic_dir(args.model) as model_dir:
             translator.save(model_dir)
             tracking.log_trained_model(translator, model_dir)

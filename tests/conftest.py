@@ -61,22 +61,15 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
     """A small model trained on the reversal task, saved as a models/ directory."""
     from charmt.training import TrainParams, train_model
     from charmt.translator import Translator
-    from charmt.vocab import Vocabularies, Vocabulary
+    from charmt.vocab import Vocabularies
 
     pairs = reversal_pairs(900, seed=1)
     random.Random(2).shuffle(pairs)
     held_out, validation, train = pairs[:60], pairs[60:160], pairs[160:]
-    vocabularies = Vocabularies(
-        Vocabulary.build(p.source for p in train), Vocabulary.build(p.target for p in train)
-    )
+    vocabularies = Vocabularies.from_pairs(train)
     params = TrainParams(latent_dim=64, batch_size=32, epochs=25, learning_rate=0.005, seed=3)
     result = train_model(train, validation, vocabularies, params, verbose=0)
-    translator = Translator(
-        result.model,
-        vocabularies,
-        max_source_length=max(len(p.source) for p in train),
-        max_target_length=max(len(p.target) for p in train),
-    )
+    translator = Translator.from_training(result.model, vocabularies, train)
     model_dir = tmp_path_factory.mktemp("trained") / "models"
     translator.save(model_dir)
     return Trained(translator, result, model_dir, train, held_out)

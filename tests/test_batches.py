@@ -25,9 +25,7 @@ def mixed_length_pairs(n: int = 300, seed: int = 0) -> EncodedPairs:
         source = "".join(rng.choice("abcdef ") for _ in range(max(1, length + rng.randint(-3, 3))))
         target = "".join(rng.choice("uvwxyz ") for _ in range(length))
         pairs.append(Pair(source, target))
-    vocabularies = Vocabularies(
-        Vocabulary.build(p.source for p in pairs), Vocabulary.build(p.target for p in pairs)
-    )
+    vocabularies = Vocabularies.from_pairs(pairs)
     return EncodedPairs.encode(pairs, vocabularies)
 
 

@@ -8,7 +8,7 @@ from conftest import reversal_pairs
 from charmt.batches import EncodedPairs, LengthBatches
 from charmt.errors import CharmtError
 from charmt.training import HISTORY_COLUMNS, TrainParams, to_dataset, train_model
-from charmt.vocab import Vocabularies, Vocabulary
+from charmt.vocab import Vocabularies
 
 
 def test_validation_loss_falls_and_held_out_words_are_reversed(trained):
@@ -37,9 +37,7 @@ def test_summary_reports_the_best_epoch(trained):
 def _small_run(keep_best: bool):
     pairs = reversal_pairs(200, seed=5)
     train, validation = pairs[40:], pairs[:40]
-    vocabularies = Vocabularies(
-        Vocabulary.build(p.source for p in train), Vocabulary.build(p.target for p in train)
-    )
+    vocabularies = Vocabularies.from_pairs(train)
     # A large learning rate makes val_loss jump around, so the best epoch is rarely the last.
     params = TrainParams(
         latent_dim=16, batch_size=16, epochs=6, learning_rate=0.05, keep_best=keep_best, seed=1
@@ -61,9 +59,7 @@ def test_keep_best_chooses_the_saved_weights(keep_best):
 
 def test_nan_loss_stops_with_a_clear_error():
     pairs = reversal_pairs(100, seed=6)
-    vocabularies = Vocabularies(
-        Vocabulary.build(p.source for p in pairs), Vocabulary.build(p.target for p in pairs)
-    )
+    vocabularies = Vocabularies.from_pairs(pairs)
     params = TrainParams(latent_dim=8, batch_size=16, epochs=3, learning_rate=math.inf)
     with pytest.raises(CharmtError, match=r"NaN.*train\.learning_rate"):
         train_model(pairs[20:], pairs[:20], vocabularies, params, verbose=0)
@@ -71,9 +67,7 @@ def test_nan_loss_stops_with_a_clear_error():
 
 def test_empty_validation_split_is_a_clear_error():
     pairs = reversal_pairs(20, seed=7)
-    vocabularies = Vocabularies(
-        Vocabulary.build(p.source for p in pairs), Vocabulary.build(p.target for p in pairs)
-    )
+    vocabularies = Vocabularies.from_pairs(pairs)
     with pytest.raises(CharmtError, match="validation_fraction"):
         train_model(pairs, [], vocabularies, TrainParams(epochs=1), verbose=0)
 

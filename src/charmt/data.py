@@ -17,7 +17,7 @@ from pathlib import Path
 
 from charmt.atomic import atomic_dir, atomic_path
 from charmt.errors import CharmtError
-from charmt.vocab import Vocabularies, Vocabulary
+from charmt.vocab import Vocabularies
 
 SPLITS = ("train", "validation", "test")
 VOCABULARIES_FILE = "vocabularies.json"
@@ -155,10 +155,7 @@ def prepare(
     """
     pairs = read_pairs(raw, num_samples)
     splits = split_pairs(pairs, validation_fraction, test_fraction, seed)
-    vocabularies = Vocabularies(
-        Vocabulary.build(p.source for p in splits["train"]),
-        Vocabulary.build(p.target for p in splits["train"]),
-    )
+    vocabularies = Vocabularies.from_pairs(splits["train"])
     with atomic_dir(out_dir) as tmp:
         for name, split in splits.items():
             write_pairs(tmp / f"{name}.tsv", split)

@@ -19,6 +19,7 @@ import numpy as np
 
 from charmt.atomic import write_json
 from charmt.batches import pad
+from charmt.data import Pair
 from charmt.decoding import GreedyDecoder
 from charmt.errors import CharmtError
 from charmt.vocab import Vocabularies
@@ -43,6 +44,18 @@ class Translator:
 
     def __post_init__(self) -> None:
         self._decoder = GreedyDecoder(self.model)
+
+    @classmethod
+    def from_training(
+        cls, model: keras.Model, vocabularies: Vocabularies, train_pairs: Sequence[Pair]
+    ) -> Translator:
+        """A translator whose length limits are the longest training sentences."""
+        return cls(
+            model,
+            vocabularies,
+            max_source_length=max(len(p.source) for p in train_pairs),
+            max_target_length=max(len(p.target) for p in train_pairs),
+        )
 
     def save(self, directory: str | os.PathLike[str]) -> None:
         """Write the model files into ``directory`` (the caller makes the directory atomic)."""
