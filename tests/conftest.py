@@ -9,11 +9,17 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
+import subprocess
 import sys
+import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from charmt.data import Pair
 
@@ -36,6 +42,76 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     env.update(extra)
     return env
+
+
+def run(command: list[str], cwd: Path, timeout: float = 600, **extra_env: str) -> str:
+    """Run ``command`` as a user would (the project's own default MLflow store); its output.
+
+    Fails the test, with the output's tail, when the command fails.
+    """
+    env = subprocess_env(**extra_env)
+    if "MLFLOW_TRACKING_URI" not in extra_env:
+        env.pop("MLFLOW_TRACKING_URI", None)
+    done = subprocess.run(
+        command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, f"{' '.join(command)} failed:\n{output[-5000:]}"
+    return output
+
+
+def write_tiny_zip(path: Path, count: int = 300, seed: int = 4) -> Path:
+    """A fra-eng.zip in the current three-column form: reversal pairs, plus a source with two
+    more references (``abc``)."""
+    lines = [
+        f"{p.source}\t{p.target}\tCC-BY 2.0 (France) test" for p in reversal_pairs(count, seed)
+    ]
+    lines += ["abc\tCBA\tsecond translation", "abc\tc-b-a\tthird translation"]
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("fra.txt", "\n".join(lines) + "\n")
+        archive.writestr("_about.txt", "test data")
+    return path
+
+
+TINY_PARAMS = {
+    "data": {"num_samples": 1000},
+    "train": {"latent_dim": 32, "batch_size": 32, "epochs": 3},
+    "evaluate": {"batch_size": 64},
+}
+
+
+def make_project(
+    directory: Path,
+    data_url: str | os.PathLike[str],
+    params: Mapping[str, Mapping[str, Any]] = TINY_PARAMS,
+) -> Path:
+    """A git + DVC copy of this project in ``directory`` whose ``data.url`` is ``data_url``,
+    with ``params`` merged into params.yaml section by section, committed once."""
+    directory.mkdir(parents=True, exist_ok=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
+    for name in ("dvc.yaml", "params.yaml", ".gitignore", ".dvcignore"):
+        shutil.copy(PROJECT / name, directory / name)
+    for name in ("stages", "src", ".dvc"):
+        shutil.copytree(PROJECT / name, directory / name, ignore=ignore)
+    shutil.rmtree(directory / ".dvc" / "tmp", ignore_errors=True)
+    shutil.rmtree(directory / ".dvc" / "cache", ignore_errors=True)
+
+    values = yaml.safe_load((directory / "params.yaml").read_text())
+    values["data"]["url"] = str(data_url)
+    for name, section in params.items():
+        values.setdefault(name, {}).update(section)
+    (directory / "params.yaml").write_text(yaml.safe_dump(values, sort_keys=False))
+
+    git_commit(directory, "tiny project")
+    return directory
+
+
+def git_commit(directory: Path, message: str) -> None:
+    """``git add -A`` and commit everything in ``directory`` (initialising the repo if new)."""
+    if not (directory / ".git").exists():
+        run(["git", "init", "-q"], directory)
+    run(["git", "add", "-A"], directory)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", message], directory)
 
 
 @pytest.fixture(autouse=True)

@@ -6,28 +6,15 @@ evaluate and logs a second MLflow run into the project's own store, not the temp
 """
 
 import json
-import shutil
-import subprocess
-import zipfile
 from pathlib import Path
 
 import mlflow
 import pytest
-import yaml
-from conftest import PROJECT, reversal_pairs, subprocess_env
+from conftest import git_commit, make_project, run, write_tiny_zip
 
 pytestmark = pytest.mark.e2e
 
 STAGES = ("download", "preprocess", "train", "evaluate")
-
-
-def run(command: list[str], cwd: Path) -> str:
-    env = subprocess_env()
-    env.pop("MLFLOW_TRACKING_URI", None)  # the project's default store, as a user has it
-    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-    output = done.stdout + done.stderr
-    assert done.returncode == 0, f"{' '.join(command)} failed:\n{output[-5000:]}"
-    return output
 
 
 def ran(output: str) -> set[str]:
@@ -38,35 +25,7 @@ def ran(output: str) -> set[str]:
 def project(tmp_path_factory) -> Path:
     """A git + DVC copy of the project whose data.url is a tiny zip with tiny params."""
     root = tmp_path_factory.mktemp("pipeline")
-    lines = [f"{p.source}\t{p.target}\tCC-BY 2.0 (France) test" for p in reversal_pairs(300, 4)]
-    lines += ["abc\tCBA\tsecond translation", "abc\tc-b-a\tthird translation"]
-    with zipfile.ZipFile(root / "fra-eng.zip", "w") as archive:
-        archive.writestr("fra.txt", "\n".join(lines) + "\n")
-        archive.writestr("_about.txt", "test data")
-
-    copy = root / "project"
-    copy.mkdir()
-    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
-    for name in ("dvc.yaml", "params.yaml", ".gitignore", ".dvcignore"):
-        shutil.copy(PROJECT / name, copy / name)
-    for name in ("stages", "src", ".dvc"):
-        shutil.copytree(PROJECT / name, copy / name, ignore=ignore)
-    shutil.rmtree(copy / ".dvc" / "tmp", ignore_errors=True)
-    shutil.rmtree(copy / ".dvc" / "cache", ignore_errors=True)
-
-    params = yaml.safe_load((copy / "params.yaml").read_text())
-    params["data"].update(url=str(root / "fra-eng.zip"), num_samples=1000)
-    params["train"].update(latent_dim=32, batch_size=32, epochs=3)
-    params["evaluate"].update(batch_size=64)
-    (copy / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-
-    for command in (
-        ["git", "init", "-q"],
-        ["git", "add", "-A"],
-        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "tiny"],
-    ):
-        run(command, copy)
-    return copy
+    return make_project(root / "project", write_tiny_zip(root / "fra-eng.zip"))
 
 
 def test_repro_runs_every_stage_and_writes_every_output(project):
@@ -113,8 +72,7 @@ def test_second_repro_runs_nothing(project):
 
 
 def test_exp_run_reruns_train_and_evaluate_and_logs_to_the_project_store(project):
-    run(["git", "add", "-A"], project)
-    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "baseline"], project)
+    git_commit(project, "baseline")
     output = run(["dvc", "exp", "run", "--temp", "-S", "train.epochs=2"], project)
     assert ran(output) == {"train", "evaluate"}
 
