@@ -3,10 +3,13 @@
 import logging
 
 import numpy as np
+import pytest
 
 from charmt.batches import pad
 from charmt.decoding import GreedyDecoder, SeedStyleDecoder
-from charmt.vocab import END
+from charmt.model import build_model
+from charmt.translator import Translator
+from charmt.vocab import END, Vocabularies, Vocabulary
 
 
 def test_batched_decoding_equals_one_sentence_at_a_time(trained):
@@ -27,11 +30,40 @@ def test_batched_decoding_equals_one_sentence_at_a_time(trained):
         assert list(row[: len(one_at_a_time)]) == one_at_a_time
 
 
-def test_decoding_stops_at_the_length_cap(trained):
-    ids = np.array([trained.translator.vocabularies.source.encode("abcdefg")], dtype=np.int32)
-    output = GreedyDecoder(trained.translator.model)(ids, max_length=2)
-    assert output.shape == (1, 2)
-    assert END not in output[0]
+def never_ending_translator(max_target_length: int) -> Translator:
+    """A translator whose model emits "a" at every step and never ``<end>``.
+
+    Its output layer ignores the decoder's state (zero kernel) and its bias favours "a", so greedy
+    decoding only ever stops at the length cap.
+    """
+    vocabularies = Vocabularies(Vocabulary(tuple("abc")), Vocabulary(tuple("abc")))
+    model = build_model(vocabularies.source.size, vocabularies.target.size, latent_dim=4)
+    next_char = model.get_layer("next_char")
+    kernel, bias = next_char.get_weights()
+    bias[:] = 0.0
+    bias[vocabularies.target.encode("a")[0]] = 10.0
+    next_char.set_weights([np.zeros_like(kernel), bias])
+    return Translator(model, vocabularies, max_source_length=5, max_target_length=max_target_length)
+
+
+@pytest.mark.parametrize(("max_target_length", "length_margin"), [(5, 3), (7, 0)])
+def test_length_cap_is_longest_training_target_plus_margin(max_target_length, length_margin):
+    translator = never_ending_translator(max_target_length)
+    cap = max_target_length + length_margin
+    assert translator.output_cap(length_margin) == cap
+    outputs = translator.translate(["abc", "ba", ""], length_margin=length_margin)
+    assert outputs == ["a" * cap, "a" * cap, ""]
+
+
+def test_both_decoders_stop_at_the_length_cap():
+    translator = never_ending_translator(5)
+    ids = np.array(translator.vocabularies.source.encode("abc"), dtype=np.int32)
+    batched = GreedyDecoder(translator.model)(ids[None, :], max_length=4)
+    one_at_a_time = SeedStyleDecoder(translator.model)(ids, max_length=4)
+    a = translator.vocabularies.target.encode("a")[0]
+    assert batched.tolist() == [[a] * 4]
+    assert one_at_a_time == [a] * 4
+    assert END not in one_at_a_time
 
 
 def test_empty_input_gives_empty_output_without_disturbing_others(trained):
@@ -43,12 +75,20 @@ def test_empty_input_gives_empty_output_without_disturbing_others(trained):
 
 
 def test_unknown_characters_warn_once_and_still_decode(trained, caplog):
+    translator = trained.translator
     with caplog.at_level(logging.WARNING, logger="charmt"):
-        outputs = trained.translator.translate(["abzc", "xyz", "abc"])
-    assert len(outputs) == 3
+        outputs = translator.translate(["abzc", "xyz", "abc"])
     warnings = [r.getMessage() for r in caplog.records if "never seen" in r.getMessage()]
     assert len(warnings) == 1
     assert "2 sentence(s)" in warnings[0] and all(c in warnings[0] for c in "xyz")
+
+    # Every unseen character is read as the same unknown token: replacing one unseen character
+    # by another changes nothing, and the rest of the sentence is still translated.
+    replaced = translator.translate(["ab\u00e9c", "\u00e9\u00e9\u00e9"])
+    assert outputs[0] == replaced[0]
+    assert outputs[1] == replaced[1]
+    assert outputs[0] and set(outputs[0]) <= set(translator.vocabularies.target.chars)
+    assert outputs[2] == translator.translate(["abc"])[0]
 
 
 def test_input_longer_than_training_is_decoded_with_a_warning(trained, caplog):
@@ -58,4 +98,4 @@ def test_input_longer_than_training_is_decoded_with_a_warning(trained, caplog):
     assert any(
         "longer than the longest training sentence" in r.getMessage() for r in caplog.records
     )
-    assert len(output) <= trained.translator.max_target_length + 10
+    assert len(output) <= trained.translator.output_cap()

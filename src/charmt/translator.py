@@ -104,13 +104,13 @@ class Translator:
 
         Characters never seen in training become the unknown token (one warning lists them); an
         empty sentence gives an empty translation; a sentence longer than any in training is still
-        decoded, with a warning, as quality drops there. Output is capped at the longest training
-        target plus ``length_margin`` characters.
+        decoded, with a warning, as quality drops there. A translation has at most
+        ``output_cap(length_margin)`` characters: the longest training target plus
+        ``length_margin``.
         """
         self._warn_about_inputs(sentences)
         encoded = [np.array(self.vocabularies.source.encode(s), dtype=np.int32) for s in sentences]
-        # The end token takes one step, hence the + 1.
-        max_length = self.max_target_length + length_margin + 1
+        max_length = self.output_cap(length_margin)
         translations = [""] * len(sentences)
         # Sorting by length keeps each batch's rows ending at about the same step.
         order = sorted(
@@ -122,6 +122,14 @@ class Translator:
             for i, ids in zip(rows, output, strict=True):
                 translations[i] = self.vocabularies.target.decode(ids)
         return translations
+
+    def output_cap(self, length_margin: int = DEFAULT_LENGTH_MARGIN) -> int:
+        """The most characters a translation can have: longest training target + ``length_margin``.
+
+        Decoding runs at most this many steps; a row still going at the cap is cut there (the
+        ``<end>`` it would emit next needs no step of its own).
+        """
+        return self.max_target_length + length_margin
 
     def _warn_about_inputs(self, sentences: Sequence[str]) -> None:
         per_sentence = [self.vocabularies.source.unknown_chars(s) for s in sentences]
