@@ -76,13 +76,6 @@ def test_decay_is_keras2_inverse_time_decay():
     assert float(build_optimizer(learning_rate=0.01).learning_rate) == pytest.approx(0.01)
 
 
-def test_seed_optimizer_defaults():
-    config = build_optimizer().get_config()
-    assert config["learning_rate"] == pytest.approx(0.001)
-    assert (config["rho"], config["momentum"], config["centered"]) == (0.9, 0.0, False)
-    assert config["epsilon"] == pytest.approx(1e-7)
-
-
 def test_unknown_precision_is_a_clear_error():
     with pytest.raises(CharmtError, match="training_precision"):
         build_model(5, 5, 4, precision="float8")

@@ -2,12 +2,20 @@
 
 import math
 
+import keras
 import pytest
-from conftest import reversal_pairs
+from conftest import PROJECT, reversal_pairs
 
 from charmt.batches import EncodedPairs, LengthBatches
 from charmt.errors import CharmtError
-from charmt.training import HISTORY_COLUMNS, TrainParams, to_dataset, train_model
+from charmt.params import load_params, section
+from charmt.training import (
+    HISTORY_COLUMNS,
+    TrainParams,
+    optimizer_for,
+    to_dataset,
+    train_model,
+)
 from charmt.vocab import Vocabularies
 
 
@@ -78,3 +86,33 @@ def test_params_reject_unknown_and_invalid_values():
     with pytest.raises(CharmtError, match=r"train\.batch_size"):
         TrainParams.from_dict({"batch_size": 0})
     assert TrainParams.from_dict({"epochs": 3}).epochs == 3
+
+
+def seed_train_params(source: str) -> TrainParams:
+    if source == "TrainParams()":
+        return TrainParams()
+    # As stages/train.py reads them.
+    return TrainParams.from_dict(section(load_params(PROJECT / "params.yaml"), "train"))
+
+
+@pytest.mark.parametrize("source", ["TrainParams()", "params.yaml"])
+def test_default_params_give_the_seeds_optimizer(source):
+    optimizer = optimizer_for(seed_train_params(source))
+    assert isinstance(optimizer, keras.optimizers.RMSprop)
+    config = optimizer.get_config()
+    # A plain float: decay 0.0 means a constant rate, no schedule.
+    assert isinstance(config["learning_rate"], float)
+    assert config["learning_rate"] == pytest.approx(0.001)
+    assert (config["rho"], config["momentum"], config["centered"]) == (0.9, 0.0, False)
+    assert config["epsilon"] == pytest.approx(1e-7)
+
+
+def test_training_compiles_the_optimizer_of_its_params(trained):
+    # The session's trained model used learning_rate 0.005 (conftest), not the default.
+    config = trained.result.model.optimizer.get_config()
+    expected = optimizer_for(
+        TrainParams(latent_dim=64, batch_size=32, epochs=25, learning_rate=0.005, seed=3)
+    ).get_config()
+    assert config["learning_rate"] == pytest.approx(0.005)
+    for key in ("rho", "momentum", "epsilon", "centered"):
+        assert config[key] == expected[key]

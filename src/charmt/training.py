@@ -101,6 +101,18 @@ class TrainResult:
         }
 
 
+def optimizer_for(params: TrainParams) -> keras.optimizers.RMSprop:
+    """The optimizer training uses for ``params``: RMSprop with its learning rate and decay."""
+    return build_optimizer(
+        params.learning_rate,
+        params.decay,
+        params.rho,
+        params.momentum,
+        params.epsilon,
+        params.centered,
+    )
+
+
 def to_dataset(batches: LengthBatches) -> tf.data.Dataset:
     """A tf.data view of ``batches``; every pass over it (every epoch) reshuffles."""
     ids = tf.TensorSpec(shape=(None, None), dtype=tf.int32)
@@ -172,17 +184,7 @@ def train_model(
         params.latent_dim,
         params.training_precision,
     )
-    compile_model(
-        model,
-        build_optimizer(
-            params.learning_rate,
-            params.decay,
-            params.rho,
-            params.momentum,
-            params.epsilon,
-            params.centered,
-        ),
-    )
+    compile_model(model, optimizer_for(params))
     train_batches = LengthBatches(
         EncodedPairs.encode(train_pairs, vocabularies),
         params.batch_size,
