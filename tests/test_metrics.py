@@ -69,13 +69,26 @@ def test_identical_hypotheses_score_100(metric: Metric) -> None:
     assert metric(hypotheses, REFERENCES[:2]) == pytest.approx(100)
 
 
+# What unrelated French sentences can score, each on its metric's own scale. They share no word
+# of four letters or more with their references, only short function words ("le", "au") and the
+# period, so BLEU (0-100, word n-grams) stays near 0; chrF (0-100, character n-grams up to 6)
+# finds common French letter sequences; char_accuracy (0-1) finds shared letters in an edit path.
+UNRELATED_BOUNDS = {exact_match: 0.0, bleu: 5.0, chrf: 20.0, char_accuracy: 0.35}
+
+
 @pytest.mark.parametrize("metric", [bleu, chrf])
 def test_wrong_hypotheses_score_lower(metric: Metric) -> None:
     perfect = metric([refs[0] for refs in REFERENCES], REFERENCES)
     half = [REFERENCES[0][0], REFERENCES[1][0][:20], WRONG[2]]
     wrong = metric(WRONG, REFERENCES)
     assert 0 <= wrong < metric(half, REFERENCES) < perfect
-    assert wrong < 30
+
+
+@pytest.mark.parametrize("metric", ALL_METRICS)
+def test_unrelated_text_scores_near_the_bottom_of_each_scale(metric: Metric) -> None:
+    assert 0 <= metric(WRONG, REFERENCES) <= UNRELATED_BOUNDS[metric]
+    # Not one character in common with any reference: the very bottom of every scale.
+    assert metric(["www", "zzz", "kkk"], REFERENCES) == 0.0
 
 
 @pytest.mark.parametrize("metric", [bleu, chrf])
