@@ -5,20 +5,56 @@ Runs `dvc repro` (all four stages), checks what each stage wrote and the MLflow 
 evaluate and logs a second MLflow run into the project's own store, not the temporary copy.
 """
 
+import csv
 import json
+import math
 from pathlib import Path
 
 import mlflow
 import pytest
 from conftest import git_commit, make_project, run, write_tiny_zip
 
+from charmt.data import group_references, load_split
+
 pytestmark = pytest.mark.e2e
 
 STAGES = ("download", "preprocess", "train", "evaluate")
 
 
+# Each score of metrics/eval.json and the range it must lie in.
+SCORE_RANGES = {
+    "exact_match": (0.0, 1.0),
+    "char_accuracy": (0.0, 1.0),
+    "bleu": (0.0, 100.0),
+    "chrf": (0.0, 100.0),
+    "test_loss": (0.0, math.inf),
+    "test_accuracy": (0.0, 1.0),
+    "sentences_per_second": (0.0, math.inf),
+}
+
+
 def ran(output: str) -> set[str]:
     return {stage for stage in STAGES if f"Running stage '{stage}'" in output}
+
+
+def check_evaluation(project: Path) -> dict:
+    """metrics/eval.json and samples.tsv cover exactly the test split's distinct sources, with
+    finite scores in range; the figures."""
+    evaluation = json.loads((project / "metrics/eval.json").read_text())
+    assert set(evaluation) == {*SCORE_RANGES, "test_sentences"}
+    for name, (low, high) in SCORE_RANGES.items():
+        value = evaluation[name]
+        assert math.isfinite(value) and low <= value <= high, f"{name} = {value}"
+    # The test split, not another: its distinct English sentences, each once.
+    test_sources = list(group_references(load_split(project / "data/prepared", "test")))
+    assert evaluation["test_sentences"] == len(test_sources) > 0
+    with (project / "metrics/samples.tsv").open(encoding="utf-8", newline="") as file:
+        samples = list(csv.DictReader(file, delimiter="\t"))
+    assert [row["source"] for row in samples] == test_sources
+    for row in samples:
+        assert row["exact"] in {"yes", "no"}
+        assert 0.0 <= float(row["char_accuracy"]) <= 1.0
+    return evaluation
 
 
 @pytest.fixture(scope="module")
@@ -40,20 +76,9 @@ def test_repro_runs_every_stage_and_writes_every_output(project):
     assert history[0] == "epoch,loss,val_loss,accuracy,val_accuracy,seconds,train_seconds"
     assert len(history) == 1 + 3
 
-    evaluation = json.loads((project / "metrics/eval.json").read_text())
-    assert set(evaluation) >= {
-        "exact_match",
-        "char_accuracy",
-        "bleu",
-        "chrf",
-        "test_loss",
-        "test_accuracy",
-        "sentences_per_second",
-        "test_sentences",
-    }
+    evaluation = check_evaluation(project)
     samples = (project / "metrics/samples.tsv").read_text().splitlines()
     assert samples[0].split("\t") == ["source", "output", "references", "exact", "char_accuracy"]
-    assert len(samples) == 1 + evaluation["test_sentences"]
 
     mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
     run_id = json.loads((project / "models/mlflow_run.json").read_text())["run_id"]
