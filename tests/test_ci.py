@@ -1,4 +1,5 @@
-"""Tests for the CI scripts in .ci/: a failure anywhere in .ci/run's test command fails CI.
+"""Tests for the CI scripts in .ci/: a failure anywhere in .ci/run's test command fails CI, and
+.ci/check_run.py fails a pipeline run whose figures are wrong.
 
 .ci/run is run for real, in a scratch copy where the system-package and pipeline steps are
 stand-ins that only leave a mark, so no test here installs packages, runs the pipeline or runs
@@ -7,9 +8,12 @@ this suite inside itself.
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -81,3 +85,87 @@ def test_a_failed_venv_fails_ci(tmp_path):
 def _no_ci_leaks(monkeypatch):
     # .ci/run decides CI itself; the outer value must not matter.
     monkeypatch.delenv("CI", raising=False)
+
+
+# --- .ci/check_run.py, which .ci/pipeline-check runs after each pipeline run ----------------------
+
+GOOD_EVAL = {
+    "exact_match": 0.0,
+    "char_accuracy": 0.25,
+    "bleu": 1.2,
+    "chrf": 14.0,
+    "test_loss": 1.7,
+    "test_accuracy": 0.5,
+    "sentences_per_second": 900.0,
+    "test_sentences": 150,
+}
+
+
+def write_run(root: Path, epochs: int = 9, **eval_changes: object) -> Path:
+    """A project directory with the metrics files of a run of ``epochs`` epochs."""
+    metrics = root / "metrics"
+    metrics.mkdir(parents=True)
+    rows = [f"{e},1.0,1.1,0.5,0.5,1.0,0.9" for e in range(1, epochs + 1)]
+    header = "epoch,loss,val_loss,accuracy,val_accuracy,seconds,train_seconds"
+    (metrics / "history.csv").write_text("\n".join([header, *rows]) + "\n")
+    (metrics / "train.json").write_text(json.dumps({"epochs_run": epochs}))
+    # json.dumps writes NaN for float("nan"), as Python's json.dump in the stage would.
+    (metrics / "eval.json").write_text(json.dumps({**GOOD_EVAL, **eval_changes}))
+    return root
+
+
+def check_run(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(PROJECT / ".ci/check_run.py"), *args],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def params_diff(root: Path, changes: dict) -> str:
+    path = root / "params-diff.json"
+    path.write_text(json.dumps({"params.yaml": changes}))
+    return str(path)
+
+
+def test_check_run_passes_a_good_run(tmp_path):
+    root = write_run(tmp_path)
+    diff = params_diff(root, {"train.epochs": {"old": 8, "new": 9, "diff": 1}})
+    done = check_run(root, "--epochs", "9", "--params-diff", diff, "--epochs-before", "8")
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(
+    ("epochs_written", "eval_changes", "failure"),
+    [
+        (8, {}, "history.csv has epochs"),
+        (9, {"test_loss": math.nan}, "eval.json test_loss = nan, not a finite number"),
+        (9, {"bleu": math.inf}, "eval.json bleu = inf, not a finite number"),
+        (9, {"char_accuracy": 1.5}, "eval.json char_accuracy = 1.5 outside"),
+        (9, {"chrf": 2.0}, "eval.json chrf = 2.0 below the floor"),
+        (9, {"test_loss": 3.9}, "eval.json test_loss = 3.9 above the ceiling"),
+        (9, {"test_sentences": 0}, "eval.json test_sentences = 0 outside"),
+    ],
+)
+def test_check_run_fails_a_bad_run(tmp_path, epochs_written, eval_changes, failure):
+    root = write_run(tmp_path, epochs_written, **eval_changes)
+    done = check_run(root, "--epochs", "9")
+    assert done.returncode == 1
+    assert f"pipeline-check: FAILED: metrics/{failure}" in done.stdout
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"train.epochs": {"old": 8, "new": 10}},
+        {"train.epochs": {"old": 8, "new": 9}, "train.seed": {"old": 42, "new": 1}},
+    ],
+)
+def test_check_run_fails_a_wrong_params_diff(tmp_path, changes):
+    root = write_run(tmp_path)
+    done = check_run(root, "--epochs", "9", "--params-diff", params_diff(root, changes))
+    assert done.returncode == 1
+    assert "pipeline-check: FAILED: dvc params diff shows" in done.stdout
