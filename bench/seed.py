@@ -18,7 +18,11 @@ START, END, SPACE = "\t", "\n", " "
 
 
 class SeedData:
-    """The seed's vocabularies and lengths, built from every pair as the seed did."""
+    """The seed's vocabularies and lengths, built from ``pairs``.
+
+    The seed built them from all its data; the benchmark passes the train split only, as charmt
+    builds its vocabularies, so both ways pad to the same longest training sentence.
+    """
 
     def __init__(self, pairs: Sequence[Pair]) -> None:
         sources = [p.source for p in pairs]
@@ -31,26 +35,35 @@ class SeedData:
         self.max_decoder_length = max(len(t) for t in targets)
 
     def arrays(self, pairs: Sequence[Pair]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """encoder_input, decoder_input, decoder_target: dense one-hot, space-padded."""
+        """encoder_input, decoder_input, decoder_target: dense one-hot, space-padded.
+
+        For pairs outside the data the vocabularies came from (validation), an unseen character
+        becomes a space and a sentence longer than the arrays is cut to fit.
+        """
         n = len(pairs)
         encoder_input = np.zeros((n, self.max_encoder_length, len(self.input_chars)), "float32")
         decoder_input = np.zeros((n, self.max_decoder_length, len(self.target_chars)), "float32")
         decoder_target = np.zeros_like(decoder_input)
+        space_in, space_out = self.input_index[SPACE], self.target_index[SPACE]
         for i, pair in enumerate(pairs):
-            target = START + pair.target + END
-            for t, char in enumerate(pair.source):
-                encoder_input[i, t, self.input_index[char]] = 1.0
-            encoder_input[i, len(pair.source) :, self.input_index[SPACE]] = 1.0
+            source = pair.source[: self.max_encoder_length]
+            target = (START + pair.target + END)[: self.max_decoder_length]
+            for t, char in enumerate(source):
+                encoder_input[i, t, self.input_index.get(char, space_in)] = 1.0
+            encoder_input[i, len(source) :, space_in] = 1.0
             for t, char in enumerate(target):
-                decoder_input[i, t, self.target_index[char]] = 1.0
+                decoder_input[i, t, self.target_index.get(char, space_out)] = 1.0
                 if t > 0:
-                    decoder_target[i, t - 1, self.target_index[char]] = 1.0
+                    decoder_target[i, t - 1, self.target_index.get(char, space_out)] = 1.0
             decoder_input[i, len(target) :, self.target_index[SPACE]] = 1.0
             decoder_target[i, len(target) - 1 :, self.target_index[SPACE]] = 1.0
         return encoder_input, decoder_input, decoder_target
 
 
-def build_seed_model(data: SeedData, latent_dim: int) -> keras.Model:
+def build_seed_model(
+    data: SeedData, latent_dim: int, optimizer: keras.optimizers.Optimizer
+) -> keras.Model:
+    """The seed's model, compiled with ``optimizer`` (charmt's, for like-for-like training)."""
     encoder_inputs = keras.Input(shape=(None, len(data.input_chars)))
     _, state_h, state_c = keras.layers.LSTM(latent_dim, return_state=True)(encoder_inputs)
     decoder_inputs = keras.Input(shape=(None, len(data.target_chars)))
@@ -61,7 +74,7 @@ def build_seed_model(data: SeedData, latent_dim: int) -> keras.Model:
     )
     model = keras.Model([encoder_inputs, decoder_inputs], decoder_outputs)
     model.compile(
-        optimizer=keras.optimizers.RMSprop(learning_rate=0.001),
+        optimizer=optimizer,
         loss="categorical_crossentropy",
         metrics=["accuracy"],
     )
