@@ -58,8 +58,7 @@ def _train(task, tmp_path, interrupt_after=None, checkpoints=True, **overrides):
 
 @pytest.fixture(scope="module")
 def uninterrupted(task, tmp_path_factory):
-    result, seen = _train(task, tmp_path_factory.mktemp("plain"), checkpoints=False)
-    return result
+    return _train(task, tmp_path_factory.mktemp("plain"), checkpoints=False)[0]
 
 
 @pytest.mark.parametrize("interrupt_after", [1, 3])
@@ -228,9 +227,7 @@ def test_interrupted_repro_resumes_the_same_mlflow_run(tmp_path):
     assert finished.info.status == "FINISHED"
     run_id = json.loads((project / "models/mlflow_run.json").read_text())["run_id"]
     assert run_id == finished.info.run_id
-    steps = [
-        m.step for m in mlflow.MlflowClient().get_metric_history(run_id, "val_loss")
-    ]
+    steps = [m.step for m in mlflow.MlflowClient().get_metric_history(run_id, "val_loss")]
     assert sorted(steps) == list(range(1, EPOCHS + 1))  # every epoch once
     history = (project / "metrics/history.csv").read_text().splitlines()
     assert [int(line.split(",")[0]) for line in history[1:]] == list(range(1, EPOCHS + 1))

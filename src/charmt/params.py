@@ -56,7 +56,7 @@ def integer(minimum: int, default: Any = _REQUIRED) -> Key:
 def number(
     low: float, high: float | None = None, *, open_low: bool = False, default: Any = _REQUIRED
 ) -> Key:
-    """A finite number in [low, high) (or (low, ...) with ``open_low``); no upper bound when None."""
+    """A finite number in [low, high), or (low, high) with ``open_low``; high None: no bound."""
 
     def accepts(value: Any) -> bool:
         if not _is_number(value):
@@ -195,9 +195,7 @@ def load_params(path: str | os.PathLike[str] = "params.yaml") -> dict[str, Any]:
     return params
 
 
-def load_sections(
-    path: str | os.PathLike[str], names: Iterable[str]
-) -> dict[str, dict[str, Any]]:
+def load_sections(path: str | os.PathLike[str], names: Iterable[str]) -> dict[str, dict[str, Any]]:
     """The sections ``names`` of the params file at ``path``, each checked, defaults filled in.
 
     Every section that is present is checked too (unknown keys, wrong values): a mistake anywhere

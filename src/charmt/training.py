@@ -165,10 +165,10 @@ class _EpochRecorder(keras.callbacks.Callback):
             self.best_weights = self.model.get_weights()
         # Keras' EarlyStopping, kept here so that its state is in the checkpoint: stop after
         # `patience` epochs without a lower val_loss.
-        if self._patience is not None and epoch > 0:
-            if row["epoch"] - self.best_epoch >= self._patience:
-                self.stopped = True
-                self.model.stop_training = True
+        patience = self._patience
+        if patience is not None and epoch > 0 and row["epoch"] - self.best_epoch >= patience:
+            self.stopped = True
+            self.model.stop_training = True
         # Checkpoint before reporting: a run killed in between re-reports this epoch on resume
         # (see charmt.tracking.log_missing_epochs) rather than training it twice. A diverged
         # epoch is not worth resuming from.
@@ -201,10 +201,11 @@ def train_model(
     With ``params.keep_best`` the returned model has the weights of the epoch with the lowest
     val_loss, while the history covers every epoch run.
 
-    With ``checkpoints``, a checkpoint is written after every epoch (``checkpoint_extra``, JSON-able,
-    goes into it, e.g. the MLflow run id), and training starts from the latest one when there is
-    one: the result (history, best epoch, weights) is then the same, within float tolerance, as
-    that of a run that was never interrupted. ``on_epoch`` is called for new epochs only. The
+    With ``checkpoints``, a checkpoint is written after every epoch (``checkpoint_extra``,
+    JSON-able, goes into it, e.g. the MLflow run id), and training starts from the latest one
+    when there is one: the result (history, best epoch, weights) is then the same, within float
+    tolerance, as that of a run that was never interrupted. ``on_epoch`` is called for new
+    epochs only. The
     caller removes the checkpoints once it has stored the result.
     """
     if not validation_pairs:
