@@ -232,3 +232,57 @@ def test_interrupted_repro_resumes_the_same_mlflow_run(tmp_path):
     history = (project / "metrics/history.csv").read_text().splitlines()
     assert [int(line.split(",")[0]) for line in history[1:]] == list(range(1, EPOCHS + 1))
     assert not checkpoints.exists(), "the checkpoint outlived the stage"
+
+
+def test_an_interrupted_run_ends_killed_and_a_failed_one_failed(mlflow_store):
+    import mlflow
+
+    from charmt import tracking
+
+    with (
+        pytest.raises(KeyboardInterrupt),
+        tracking.ending_killed_on_interrupt(tracking.start_run("charmt-test")) as run,
+    ):
+        raise KeyboardInterrupt
+    assert mlflow.get_run(run.info.run_id).info.status == "KILLED"
+
+    reopened = tracking.reopen_interrupted_run("charmt-test", run.info.run_id)
+    assert reopened is not None and reopened.info.run_id == run.info.run_id
+    with pytest.raises(RuntimeError), tracking.ending_killed_on_interrupt(reopened):
+        raise RuntimeError("boom")
+    assert mlflow.get_run(run.info.run_id).info.status == "FAILED"
+
+    assert tracking.reopen_interrupted_run("another-experiment", run.info.run_id) is None
+    assert tracking.reopen_interrupted_run("charmt-test", "0" * 32) is None
+
+
+def test_sigterm_unwinds_like_ctrl_c(tmp_path):
+    # exit_on_error turns SIGTERM into KeyboardInterrupt: `finally` blocks run (temporary files
+    # are removed, the MLflow run is ended) and the exit status says "interrupted".
+    marker = tmp_path / "cleaned-up"
+    code = (
+        "import time, sys\n"
+        "from charmt.errors import exit_on_error\n"
+        "def main():\n"
+        "    try:\n"
+        "        print('ready', flush=True)\n"
+        "        time.sleep(60)\n"
+        "    finally:\n"
+        f"        open({str(marker)!r}, 'w').close()\n"
+        "exit_on_error(main)\n"
+    )
+    import sys
+
+    process = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=subprocess_env(),
+    )
+    assert process.stdout.readline().strip() == "ready"
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 130
+    assert "interrupted" in stderr
+    assert marker.exists()
