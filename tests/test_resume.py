@@ -158,70 +158,86 @@ def test_fingerprint_changes_with_params_and_data(tmp_path):
 # --- end to end: a real `dvc repro`, interrupted with SIGINT and run again ---------------------
 
 
-def _wait_for_checkpoint(root, process, timeout):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if any(root.glob("*/epoch-*")):
-            return
-        assert process.poll() is None, "dvc repro ended before any checkpoint was written"
-        time.sleep(0.05)
-    raise AssertionError(f"no checkpoint under {root} in {timeout} s")
-
-
 EPOCHS = 20
 
 
+def _checkpointed_epoch(root):
+    kept = sorted(root.glob("*/epoch-*"))
+    return int(kept[-1].name.removeprefix("epoch-")) if kept else 0
+
+
+def _repro_until_checkpoint(project, checkpoints, after_epoch, signum, log_path):
+    """Start `dvc repro`, wait for a checkpoint past ``after_epoch``, send ``signum`` to its
+    process group as a terminal would; the exit status, the seconds it took to stop, the log."""
+    env = subprocess_env()
+    env.pop("MLFLOW_TRACKING_URI", None)
+    with open(log_path, "w") as log:
+        # A background child of a non-interactive shell ignores SIGINT; restore it, or this tests
+        # nothing. Its own session makes it a process group, as a terminal's foreground job is.
+        process = subprocess.Popen(
+            ["dvc", "repro"],
+            cwd=project,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
+        try:
+            deadline = time.monotonic() + 300
+            while _checkpointed_epoch(checkpoints) <= after_epoch:
+                assert process.poll() is None, "dvc repro ended before the checkpoint"
+                assert time.monotonic() < deadline, "no new checkpoint in 300 s"
+                time.sleep(0.05)
+            sent = time.monotonic()
+            os.killpg(process.pid, signum)
+            process.wait(timeout=60)
+            return process.returncode, time.monotonic() - sent, open(log_path).read()
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
 @pytest.mark.e2e
-def test_interrupted_repro_resumes_the_same_mlflow_run(tmp_path):
+def test_interrupted_and_killed_repro_resumes_the_same_mlflow_run(tmp_path):
     import mlflow
 
     params = {
         "data": {"num_samples": 1000},
-        # Enough epochs that the interrupt lands mid-training, however fast the machine.
+        # Enough epochs that the interrupts land mid-training, however fast the machine.
         "train": {"latent_dim": 32, "batch_size": 32, "epochs": EPOCHS},
         "evaluate": {"batch_size": 64},
     }
     project = make_project(tmp_path / "project", write_tiny_zip(tmp_path / "fra-eng.zip"), params)
     run(["dvc", "repro", "preprocess"], project)
     checkpoints = project / "checkpoints" / "train"
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
 
-    env = subprocess_env()
-    env.pop("MLFLOW_TRACKING_URI", None)
-    log = (tmp_path / "repro.log").open("w")
-    # A background child of a non-interactive shell ignores SIGINT; restore it, or this tests
-    # nothing. Its own session makes it a process group, as a terminal's foreground job is.
-    process = subprocess.Popen(
-        ["dvc", "repro"],
-        cwd=project,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    # 1. Ctrl-C after the first checkpoint: the stage stops, the run ends KILLED, no model.
+    status, stopped_in, output = _repro_until_checkpoint(
+        project, checkpoints, 0, signal.SIGINT, tmp_path / "repro-1.log"
     )
-    try:
-        _wait_for_checkpoint(checkpoints, process, timeout=300)
-        interrupted_at = time.monotonic()
-        os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
-        process.wait(timeout=60)
-        stopped_in = time.monotonic() - interrupted_at
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-        log.close()
-    output = (tmp_path / "repro.log").read_text()
-    assert process.returncode != 0, output[-3000:]
+    assert status != 0, output[-3000:]
     assert stopped_in < 30, f"the stage took {stopped_in:.0f} s to stop"
     assert not (project / "models").exists(), "a half-written model was left behind"
-    [kept] = list(checkpoints.glob("*/epoch-*"))
-    epochs_done = int(kept.name.removeprefix("epoch-"))
-    assert 1 <= epochs_done < EPOCHS, output[-3000:]
-
-    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
+    first = _checkpointed_epoch(checkpoints)
+    assert 1 <= first < EPOCHS, output[-3000:]
     [interrupted] = mlflow.search_runs(experiment_names=["charmt"], output_format="list")
-    assert interrupted.info.status in ("KILLED", "FAILED")
+    assert interrupted.info.status == "KILLED"
 
-    run(["dvc", "repro"], project)
+    # 2. Resumed, then killed hard (SIGKILL: no clean-up at all) after a later checkpoint.
+    status, _, output = _repro_until_checkpoint(
+        project, checkpoints, first, signal.SIGKILL, tmp_path / "repro-2.log"
+    )
+    assert f"after epoch {first}" in output
+    second = _checkpointed_epoch(checkpoints)
+    assert first < second < EPOCHS, output[-3000:]
+    assert len(mlflow.search_runs(experiment_names=["charmt"], output_format="list")) == 1
+
+    # 3. Runs to the end: the same MLflow run, every epoch exactly once, no checkpoint left.
+    output = run(["dvc", "repro"], project)
+    assert f"after epoch {second}" in output
     [finished] = mlflow.search_runs(experiment_names=["charmt"], output_format="list")
     assert finished.info.run_id == interrupted.info.run_id
     assert finished.info.status == "FINISHED"
