@@ -302,3 +302,17 @@ def test_sigterm_unwinds_like_ctrl_c(tmp_path):
     assert process.returncode == 130
     assert "interrupted" in stderr
     assert marker.exists()
+
+
+def test_epochs_checkpointed_but_not_logged_are_logged_once_on_resume(mlflow_store):
+    import mlflow
+
+    from charmt import tracking
+
+    rows = [{"epoch": e, "loss": 1.0 / e, "val_loss": 2.0 / e} for e in (1, 2, 3)]
+    with tracking.start_run("charmt-test") as run:
+        tracking.log_epoch(rows[0])  # killed after checkpointing epochs 2 and 3, before logging
+    with tracking.reopen_interrupted_run("charmt-test", run.info.run_id):
+        tracking.log_missing_epochs(run.info.run_id, rows)
+    history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "val_loss")
+    assert sorted((m.step, m.value) for m in history) == [(e, 2.0 / e) for e in (1, 2, 3)]
