@@ -3,9 +3,8 @@
 import argparse
 from pathlib import Path
 
-from charmt.download import fetch_pairs_file
 from charmt.errors import exit_on_error
-from charmt.params import load_params, section
+from charmt.params import load_sections
 
 
 def main() -> None:
@@ -14,7 +13,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="where fra.txt goes")
     args = parser.parse_args()
 
-    data = section(load_params(args.params), "data")
+    data = load_sections(args.params, ["data"])["data"]
+
+    from charmt.download import fetch_pairs_file  # after the params check: it imports requests
+
     fetch_pairs_file(data["url"], args.out, data.get("sha256"))
     print(f"wrote {args.out}")
 

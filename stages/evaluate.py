@@ -4,15 +4,8 @@ import argparse
 import json
 from pathlib import Path
 
-import mlflow
-
-from charmt import tracking
-from charmt.atomic import write_json, write_table
-from charmt.data import load_split
 from charmt.errors import exit_on_error
-from charmt.evaluation import SAMPLE_COLUMNS, evaluate
-from charmt.params import load_params, section
-from charmt.translator import Translator
+from charmt.params import load_sections
 
 
 def main() -> None:
@@ -24,8 +17,18 @@ def main() -> None:
     parser.add_argument("--samples", type=Path, required=True, help="every test sentence (TSV)")
     args = parser.parse_args()
 
-    params = load_params(args.params)
-    options = section(params, "evaluate")
+    params = load_sections(args.params, ["evaluate", "tracking"])
+    options = params["evaluate"]
+
+    # Imported once the params are known to be good: a mistake fails before TensorFlow loads.
+    import mlflow
+
+    from charmt import tracking
+    from charmt.atomic import write_json, write_table
+    from charmt.data import load_split
+    from charmt.evaluation import SAMPLE_COLUMNS, evaluate
+    from charmt.translator import Translator
+
     result = evaluate(
         Translator.load(args.model),
         load_split(args.prepared, "test"),
@@ -36,7 +39,7 @@ def main() -> None:
     write_json(args.metrics, result.metrics)
 
     run_id = tracking.read_run_id(args.model)
-    with tracking.resume_run(section(params, "tracking")["experiment_name"], run_id):
+    with tracking.resume_run(params["tracking"]["experiment_name"], run_id):
         mlflow.log_params(tracking.flatten({"evaluate": options}))
         tracking.log_summary(result.metrics)
         mlflow.log_artifact(str(args.samples))

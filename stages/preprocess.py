@@ -7,7 +7,7 @@ from pathlib import Path
 from charmt.atomic import write_json
 from charmt.data import prepare
 from charmt.errors import exit_on_error
-from charmt.params import load_params, section
+from charmt.params import load_sections
 
 
 def main() -> None:
@@ -20,12 +20,12 @@ def main() -> None:
     parser.add_argument("--metrics", type=Path, required=True, help="data statistics (JSON)")
     args = parser.parse_args()
 
-    params = load_params(args.params)
-    preprocess = section(params, "preprocess")
+    params = load_sections(args.params, ["data", "preprocess"])
+    preprocess = params["preprocess"]
     stats = prepare(
         args.raw,
         args.out,
-        num_samples=section(params, "data")["num_samples"],
+        num_samples=params["data"]["num_samples"],
         validation_fraction=preprocess["validation_fraction"],
         test_fraction=preprocess["test_fraction"],
         seed=preprocess["seed"],

@@ -82,7 +82,10 @@ class LengthBatches:
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.chunk_batches = chunk_batches
-        self._rng = np.random.default_rng(seed)
+        self.seed = seed
+        # The epoch the next iteration serves. Each epoch's order is a function of (seed, epoch)
+        # alone, so a run resumed at epoch k sees the same batches as one that never stopped.
+        self.epoch = 0
         # The decoder's length dominates the cost; the source length breaks ties.
         self._lengths = np.array(
             [len(t) * 1000 + len(s) for s, t in zip(pairs.sources, pairs.targets, strict=True)],
@@ -92,19 +95,25 @@ class LengthBatches:
     def __len__(self) -> int:
         return -(-len(self.pairs) // self.batch_size)
 
-    def batch_indices(self) -> list[np.ndarray]:
-        """The indices of each batch of one epoch, in the order they are served."""
+    def batch_indices(self, epoch: int | None = None) -> list[np.ndarray]:
+        """The indices of each batch of ``epoch``, in the order they are served.
+
+        Without ``epoch``: the next epoch (``self.epoch``, which then advances).
+        """
+        if epoch is None:
+            epoch, self.epoch = self.epoch, self.epoch + 1
         if not self.shuffle:
             order = np.argsort(self._lengths, kind="stable")
             return [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
-        order = self._rng.permutation(len(self.pairs))
+        rng = np.random.default_rng((self.seed, epoch))
+        order = rng.permutation(len(self.pairs))
         chunk = self.batch_size * self.chunk_batches
         batches = []
         for start in range(0, len(order), chunk):
             part = order[start : start + chunk]
             part = part[np.argsort(self._lengths[part], kind="stable")]
             batches += [part[i : i + self.batch_size] for i in range(0, len(part), self.batch_size)]
-        return [batches[i] for i in self._rng.permutation(len(batches))]
+        return [batches[i] for i in rng.permutation(len(batches))]
 
     def __iter__(self) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray]]:
         for indices in self.batch_indices():

@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
 
-from charmt.errors import exit_on_error
+from charmt.errors import CharmtError, exit_on_error
 
 # TensorFlow's start-up chatter is not for a command-line user; warnings and errors still show.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -31,7 +31,14 @@ def load_translate_function(model: str) -> Callable[[list[str]], list[str]]:
 
         tracking.configure()
         loaded = mlflow.pyfunc.load_model(model)
-        return lambda sentences: list(loaded.predict(sentences))
+
+        def predict(sentences: list[str]) -> list[str]:
+            try:
+                return list(loaded.predict(sentences))
+            except mlflow.exceptions.MlflowException as error:  # a refused input: say why
+                raise CharmtError(f"{model}: {' '.join(error.message.split())}") from None
+
+        return predict
     from charmt.translator import Translator
 
     translator = Translator.load(model)

@@ -31,10 +31,20 @@ class Pair:
     target: str
 
 
-def parse_line(line: str, where: str) -> Pair | None:
+RAW_FIX = "fix or delete the line, or point data.url at an unmodified fra-eng.zip"
+# The prepared splits are written by the preprocess stage; a broken line means someone edited one.
+# `dvc repro` re-runs a stage whose outputs changed; `dvc checkout` restores them from the cache.
+PREPARED_FIX = (
+    "the file was edited or damaged; restore it with `dvc checkout {directory}` or re-run the "
+    "preprocess stage (dvc repro preprocess)"
+)
+
+
+def parse_line(line: str, where: str, fix: str = RAW_FIX) -> Pair | None:
     """Parse one line of ``fra.txt``; ``None`` for a blank line.
 
-    ``where`` (``file:line``) goes into the error message of a malformed line.
+    ``where`` (``file:line``) and ``fix`` (what to do) go into the error message of a malformed
+    line.
     """
     text = line.rstrip("\r\n")
     if not text.strip():
@@ -43,24 +53,24 @@ def parse_line(line: str, where: str) -> Pair | None:
     if len(fields) not in (2, 3) or not fields[0].strip() or not fields[1].strip():
         raise CharmtError(
             f"{where}: malformed line {text[:200]!r}: expected 'English<TAB>French' or "
-            "'English<TAB>French<TAB>attribution' with non-empty sentences; "
-            "fix or delete the line, or point data.url at an unmodified fra-eng.zip"
+            f"'English<TAB>French<TAB>attribution' with non-empty sentences; {fix}"
         )
     # NFC so that 'é' typed as one code point or as 'e' + accent is one character to the model.
     source, target = (unicodedata.normalize("NFC", field.strip()) for field in fields[:2])
     return Pair(source, target)
 
 
-def _parse_file(path: Path) -> Iterator[Pair]:
+def _parse_file(path: Path, fix: str = RAW_FIX) -> Iterator[Pair]:
     """The pairs of a ``fra.txt``-shaped file, line by line (lines end at ``\n`` only)."""
     try:
         with path.open(encoding="utf-8") as lines:
             for number, line in enumerate(lines, start=1):
-                pair = parse_line(line, f"{path}:{number}")
+                pair = parse_line(line, f"{path}:{number}", fix)
                 if pair is not None:
                     yield pair
     except UnicodeDecodeError as error:
-        raise CharmtError(f"{path}: not UTF-8 text ({error}); is it really fra.txt?") from None
+        what = "is it really fra.txt?" if fix == RAW_FIX else fix
+        raise CharmtError(f"{path}: not UTF-8 text ({error}); {what}") from None
 
 
 def read_pairs(path: str | os.PathLike[str], limit: int | None = None) -> list[Pair]:
@@ -171,4 +181,4 @@ def load_split(prepared_dir: str | os.PathLike[str], name: str) -> list[Pair]:
     path = Path(prepared_dir) / f"{name}.tsv"
     if not path.is_file():
         raise CharmtError(f"{path}: no such file; run the preprocess stage first (dvc repro)")
-    return list(_parse_file(path))
+    return list(_parse_file(path, PREPARED_FIX.format(directory=prepared_dir)))

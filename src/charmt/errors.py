@@ -1,7 +1,9 @@
 """The one exception type that users see as a message, not a traceback."""
 
+import signal
 import sys
 from collections.abc import Callable
+from types import FrameType
 
 
 class CharmtError(Exception):
@@ -11,8 +13,17 @@ class CharmtError(Exception):
     """
 
 
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
 def exit_on_error(main: Callable[[], None]) -> None:
-    """Run a command's ``main``; a ``CharmtError`` becomes one line on stderr and exit status 1."""
+    """Run a command's ``main``; a ``CharmtError`` becomes one line on stderr and exit status 1.
+
+    SIGTERM (what ``kill``, a CI runner or a container stop sends) is handled like Ctrl-C: the
+    command unwinds, so temporary files are removed and an MLflow run is marked KILLED.
+    """
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         main()
     except CharmtError as error:

@@ -15,8 +15,7 @@ import keras
 from keras import layers
 
 from charmt.errors import CharmtError
-
-PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+from charmt.params import PRECISIONS
 
 
 def one_hot(vocabulary_size: int, name: str, dtype: str) -> layers.Embedding:

@@ -8,15 +8,17 @@ written there would be deleted with the copy.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import mlflow
 import numpy as np
+from mlflow.entities import RunStatus
 from mlflow.models import ModelSignature
 from mlflow.types import Schema, TensorSpec
 
@@ -101,6 +103,48 @@ def resume_run(experiment_name: str, run_id: str) -> mlflow.ActiveRun:
             f"MLflow run {run_id} not found in {tracking_uri()} ({error}); was the model trained "
             "against another tracking store? Set MLFLOW_TRACKING_URI or re-run the train stage"
         ) from None
+
+
+def reopen_interrupted_run(experiment_name: str, run_id: str) -> mlflow.ActiveRun | None:
+    """Reopen the run of an interrupted training to continue it; None when the store lacks it.
+
+    None also when the run belongs to another experiment: the caller then starts afresh.
+    """
+    experiment_id = use_experiment(experiment_name)
+    try:
+        found = mlflow.MlflowClient().get_run(run_id)
+    except mlflow.exceptions.MlflowException:
+        return None
+    if found.info.experiment_id != experiment_id or found.info.lifecycle_stage != "active":
+        return None
+    return mlflow.start_run(run_id=run_id)
+
+
+@contextlib.contextmanager
+def ending_killed_on_interrupt(run: mlflow.ActiveRun) -> Iterator[mlflow.ActiveRun]:
+    """Use ``run`` as a context: FINISHED on success, KILLED on Ctrl-C or SIGTERM, else FAILED.
+
+    Without this an interrupted run would end FAILED (MLflow's default for any exception), and a
+    killed process leaves it RUNNING until it is resumed.
+    """
+    with run:
+        try:
+            yield run
+        except KeyboardInterrupt:
+            mlflow.end_run(RunStatus.to_string(RunStatus.KILLED))
+            raise
+
+
+def log_missing_epochs(run_id: str, rows: Sequence[Mapping[str, float]]) -> None:
+    """Log the history rows whose epoch the run has no ``loss`` for (a resumed run's catch-up).
+
+    A checkpoint is written before its epoch is logged; a run killed in between is caught up here,
+    so the run ends with every epoch exactly once.
+    """
+    logged = {m.step for m in mlflow.MlflowClient().get_metric_history(run_id, "loss")}
+    for row in rows:
+        if int(row["epoch"]) not in logged:
+            log_epoch(row)
 
 
 def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

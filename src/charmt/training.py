@@ -1,17 +1,20 @@
 """Training: the train stage's parameters, the fit loop, and what it measured.
 
 The loop is Keras' own ``fit`` over length-grouped batches (``charmt.batches``), with small
-callbacks for what the seed lacked: per-epoch timing, keeping the best epoch's weights, stopping
-with a clear error on a NaN loss, and an optional hook that reports each epoch (to MLflow).
+callbacks for what the seed lacked: per-epoch timing, keeping the best epoch's weights, early
+stopping, stopping with a clear error on a NaN loss, an optional hook that reports each epoch (to
+MLflow), and an optional checkpoint after each epoch (``charmt.checkpoint``) from which an
+interrupted run resumes with the same batches, weights, optimizer state and history as a run that
+never stopped.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import keras
@@ -19,10 +22,14 @@ import numpy as np
 import tensorflow as tf
 
 from charmt.batches import EncodedPairs, LengthBatches
+from charmt.checkpoint import Checkpoint, Checkpoints
 from charmt.data import Pair
 from charmt.errors import CharmtError
 from charmt.model import build_model, build_optimizer, compile_model
+from charmt.params import TrainParams
 from charmt.vocab import Vocabularies
+
+__all__ = ["HISTORY_COLUMNS", "TrainParams", "TrainResult", "to_dataset", "train_model"]
 
 # seconds: the whole epoch; train_seconds: its training part, without validation.
 HISTORY_COLUMNS = (
@@ -36,43 +43,6 @@ HISTORY_COLUMNS = (
 )
 
 
-@dataclass(frozen=True)
-class TrainParams:
-    """The ``train`` section of params.yaml; the defaults reproduce the seed."""
-
-    latent_dim: int = 256
-    batch_size: int = 64
-    epochs: int = 100
-    learning_rate: float = 0.001
-    decay: float = 0.0
-    rho: float = 0.9
-    momentum: float = 0.0
-    epsilon: float = 1e-07
-    centered: bool = False
-    training_precision: str = "float32"
-    keep_best: bool = True
-    early_stopping_patience: int | None = None
-    sort_chunk_batches: int = 32
-    seed: int = 42
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> TrainParams:
-        """Params from a params.yaml section; unknown keys are an error, missing ones default."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise CharmtError(
-                f"params.yaml: unknown train params {unknown}; known: {sorted(known)}"
-            )
-        params = cls(**values)
-        for name in ("latent_dim", "batch_size", "epochs"):
-            if not isinstance(getattr(params, name), int) or getattr(params, name) < 1:
-                raise CharmtError(
-                    f"train.{name} must be a positive integer, got {getattr(params, name)!r}"
-                )
-        return params
-
-
 @dataclass
 class TrainResult:
     """A trained model and the figures of its training."""
@@ -83,6 +53,8 @@ class TrainResult:
     best_val_loss: float
     train_seconds: float
     samples_per_second: float
+    # Epochs restored from a checkpoint (0: trained from scratch).
+    resumed_epochs: int = 0
 
     @property
     def summary(self) -> dict[str, float | int]:
@@ -124,19 +96,66 @@ def to_dataset(batches: LengthBatches) -> tf.data.Dataset:
     return dataset.apply(tf.data.experimental.assert_cardinality(len(batches))).prefetch(2)
 
 
-class _EpochRecorder(keras.callbacks.Callback):
-    """Collects one history row per epoch and keeps the weights of the lowest val_loss."""
+MODEL_WEIGHTS = "model.weights.h5"  # weights and optimizer state after the epoch
+BEST_WEIGHTS = "best.npz"  # the keep-best weights
 
-    def __init__(self, on_epoch: Callable[[dict[str, float]], None] | None) -> None:
+
+class _EpochRecorder(keras.callbacks.Callback):
+    """One history row per epoch, the weights of the lowest val_loss, early stopping, checkpoints.
+
+    Everything it knows is in ``state()`` and its two weight files, so a resumed run carries on
+    exactly where the interrupted one stopped.
+    """
+
+    def __init__(
+        self,
+        batches: LengthBatches,
+        patience: int | None,
+        on_epoch: Callable[[dict[str, float]], None] | None,
+        checkpoints: Checkpoints | None,
+        checkpoint_extra: Mapping[str, Any],
+    ) -> None:
         super().__init__()
         self.rows: list[dict[str, float]] = []
         self.best_val_loss = math.inf
         self.best_epoch = 0
         self.best_weights: list[np.ndarray] | None = None
         self.train_seconds = 0.0
+        self.stopped = False
+        self._batches = batches
+        self._patience = patience
         self._on_epoch = on_epoch
+        self._checkpoints = checkpoints
+        self._extra = dict(checkpoint_extra)
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "rows": self.rows,
+            "best_val_loss": self.best_val_loss,
+            "best_epoch": self.best_epoch,
+            "train_seconds": self.train_seconds,
+            "stopped": self.stopped,
+            "extra": self._extra,
+        }
+
+    def restore(self, checkpoint: Checkpoint) -> None:
+        """Take over the state and weights of ``checkpoint`` (the model must be compiled)."""
+        state = checkpoint.state
+        self.rows = [dict(row) for row in state["rows"]]
+        self.best_val_loss = float(state["best_val_loss"])
+        self.best_epoch = int(state["best_epoch"])
+        self.train_seconds = float(state["train_seconds"])
+        self.stopped = bool(state["stopped"])
+        # Optimizer variables exist only once built; load_weights restores them too.
+        self.model.optimizer.build(self.model.trainable_variables)
+        self.model.load_weights(checkpoint.directory / MODEL_WEIGHTS)
+        best = checkpoint.directory / BEST_WEIGHTS
+        if best.is_file():
+            with np.load(best) as arrays:
+                self.best_weights = [arrays[f"w{i}"] for i in range(len(arrays.files))]
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._batches.epoch = epoch  # the shuffle of epoch k is the same, resumed or not
         self._epoch_start = time.perf_counter()
         self._validation_start: float | None = None
 
@@ -156,8 +175,27 @@ class _EpochRecorder(keras.callbacks.Callback):
         if row["val_loss"] < self.best_val_loss:
             self.best_val_loss, self.best_epoch = row["val_loss"], row["epoch"]
             self.best_weights = self.model.get_weights()
+        # Keras' EarlyStopping, kept here so that its state is in the checkpoint: stop after
+        # `patience` epochs without a lower val_loss.
+        patience = self._patience
+        if patience is not None and epoch > 0 and row["epoch"] - self.best_epoch >= patience:
+            self.stopped = True
+            self.model.stop_training = True
+        # Checkpoint before reporting: a run killed in between re-reports this epoch on resume
+        # (see charmt.tracking.log_missing_epochs) rather than training it twice. A diverged
+        # epoch is not worth resuming from.
+        if self._checkpoints is not None and math.isfinite(row["loss"]):
+            self._checkpoints.save(row["epoch"], self.state(), self._write_weights)
         if self._on_epoch is not None:
             self._on_epoch(row)
+
+    def _write_weights(self, directory: Path) -> None:
+        self.model.save_weights(directory / MODEL_WEIGHTS)
+        if self.best_weights is not None:
+            np.savez(
+                directory / BEST_WEIGHTS,
+                **{f"w{i}": w for i, w in enumerate(self.best_weights)},
+            )
 
 
 def train_model(
@@ -167,11 +205,20 @@ def train_model(
     params: TrainParams,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
     verbose: int = 2,
+    checkpoints: Checkpoints | None = None,
+    checkpoint_extra: Mapping[str, Any] | None = None,
 ) -> TrainResult:
     """Build, compile and fit the model; ``on_epoch`` receives each epoch's history row.
 
     With ``params.keep_best`` the returned model has the weights of the epoch with the lowest
     val_loss, while the history covers every epoch run.
+
+    With ``checkpoints``, a checkpoint is written after every epoch (``checkpoint_extra``,
+    JSON-able, goes into it, e.g. the MLflow run id), and training starts from the latest one
+    when there is one: the result (history, best epoch, weights) is then the same, within float
+    tolerance, as that of a run that was never interrupted. ``on_epoch`` is called for new
+    epochs only. The
+    caller removes the checkpoints once it has stored the result.
     """
     if not validation_pairs:
         raise CharmtError(
@@ -194,22 +241,28 @@ def train_model(
     validation_batches = LengthBatches(
         EncodedPairs.encode(validation_pairs, vocabularies), params.batch_size, shuffle=False
     )
-    recorder = _EpochRecorder(on_epoch)
-    callbacks: list[keras.callbacks.Callback] = [recorder, keras.callbacks.TerminateOnNaN()]
-    if params.early_stopping_patience is not None:
-        callbacks.append(
-            keras.callbacks.EarlyStopping(
-                monitor="val_loss", patience=params.early_stopping_patience
-            )
-        )
-    model.fit(
-        to_dataset(train_batches),
-        validation_data=to_dataset(validation_batches),
-        epochs=params.epochs,
-        callbacks=callbacks,
-        verbose=verbose,
-        shuffle=False,  # LengthBatches shuffles; Keras cannot shuffle a tf.data dataset
+    recorder = _EpochRecorder(
+        train_batches,
+        params.early_stopping_patience,
+        on_epoch,
+        checkpoints,
+        checkpoint_extra or {},
     )
+    recorder.set_model(model)
+    resumed = checkpoints.latest() if checkpoints is not None else None
+    if resumed is not None:
+        recorder.restore(resumed)
+    initial_epoch = len(recorder.rows)
+    if initial_epoch < params.epochs and not recorder.stopped:
+        model.fit(
+            to_dataset(train_batches),
+            validation_data=to_dataset(validation_batches),
+            epochs=params.epochs,
+            initial_epoch=initial_epoch,
+            callbacks=[recorder, keras.callbacks.TerminateOnNaN()],
+            verbose=verbose,
+            shuffle=False,  # LengthBatches shuffles; Keras cannot shuffle a tf.data dataset
+        )
     last = recorder.rows[-1] if recorder.rows else None
     if last is None or not all(math.isfinite(last[k]) for k in ("loss", "val_loss")):
         epoch = len(recorder.rows) + (last is None)
@@ -227,4 +280,5 @@ def train_model(
         best_val_loss=recorder.best_val_loss,
         train_seconds=recorder.train_seconds,
         samples_per_second=trained_samples / max(recorder.train_seconds, 1e-9),
+        resumed_epochs=initial_epoch,
     )

@@ -1,0 +1,147 @@
+"""Training checkpoints: resume an interrupted train stage from its last finished epoch.
+
+DVC deletes a stage's outputs before it runs the stage, so checkpoints live elsewhere: a
+git-ignored directory given to the train stage as an argument but not declared as an output.
+
+Layout: ``<root>/<fingerprint>/epoch-0007/`` holds everything needed to continue after epoch 7
+(``state.json`` plus the weight files the trainer writes). A checkpoint directory is written under
+a temporary name and renamed into place only once complete, and older epochs are removed only
+after that, so a hard kill (SIGKILL, power loss) at any moment leaves the last complete
+checkpoint loadable. The fingerprint is a digest of everything the result depends on (train
+params, the data's contents): a changed param or changed data never resumes a stale checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+STATE_FILE = "state.json"
+_EPOCH_DIR = re.compile(r"epoch-(\d+)")
+
+
+def file_digest(paths: Iterable[str | os.PathLike[str]]) -> str:
+    """sha256 over the names and contents of ``paths`` (files, or directories walked in order)."""
+    digest = hashlib.sha256()
+    for path in paths:
+        path = Path(path)
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for file in files:
+            digest.update(file.name.encode() + b"\0")
+            with file.open("rb") as handle:
+                for block in iter(lambda h=handle: h.read(1 << 20), b""):
+                    digest.update(block)
+    return digest.hexdigest()
+
+
+def fingerprint(inputs: Mapping[str, Any]) -> str:
+    """A short digest of ``inputs`` (JSON-able: params, data digests), the checkpoint's key."""
+    text = json.dumps(inputs, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A complete checkpoint: the epochs finished, the trainer's state, and its directory."""
+
+    epoch: int
+    state: dict[str, Any]
+    directory: Path
+
+
+class Checkpoints:
+    """The checkpoints of one training configuration (``key``, a ``fingerprint``) under ``root``."""
+
+    def __init__(self, root: str | os.PathLike[str], key: str) -> None:
+        self.root = Path(root)
+        self.key = key
+        self.directory = self.root / key
+
+    def discard_stale(self) -> None:
+        """Remove checkpoints of other configurations and leftovers of interrupted writes."""
+        if self.root.is_dir():
+            for entry in self.root.iterdir():
+                if entry.name != self.key:
+                    _remove(entry)
+        if self.directory.is_dir():
+            for entry in self.directory.iterdir():
+                if not _EPOCH_DIR.fullmatch(entry.name):
+                    _remove(entry)
+
+    def latest(self) -> Checkpoint | None:
+        """The newest complete checkpoint of this configuration, or None."""
+        if not self.directory.is_dir():
+            return None
+        epochs = sorted(
+            (int(m.group(1)), entry)
+            for entry in self.directory.iterdir()
+            if (m := _EPOCH_DIR.fullmatch(entry.name))
+        )
+        for epoch, entry in reversed(epochs):
+            try:
+                state = json.loads((entry / STATE_FILE).read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue  # not expected (directories appear whole), but never fatal
+            if state.get("key") == self.key and state.get("epoch") == epoch:
+                return Checkpoint(epoch, state, entry)
+        return None
+
+    def save(
+        self, epoch: int, state: Mapping[str, Any], write_files: Callable[[Path], None]
+    ) -> Path:
+        """Write the checkpoint after ``epoch`` finished epochs, atomically; drop older ones.
+
+        ``write_files(directory)`` writes the trainer's files (weights) into a fresh directory;
+        ``state`` (JSON-able) goes beside them.
+        """
+        self.directory.mkdir(parents=True, exist_ok=True)
+        final = self.directory / f"epoch-{epoch:04d}"
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=self.directory))
+        try:
+            write_files(tmp)
+            with (tmp / STATE_FILE).open("w", encoding="utf-8") as out:
+                json.dump({**state, "key": self.key, "epoch": epoch}, out)
+                out.flush()
+                os.fsync(out.fileno())
+            for file in tmp.iterdir():
+                _fsync(file)
+            _remove(final)  # a checkpoint of this epoch from a run that was killed right after
+            os.replace(tmp, final)
+            _fsync(self.directory)
+        finally:
+            _remove(tmp)
+        for entry in self.directory.iterdir():
+            match = _EPOCH_DIR.fullmatch(entry.name)
+            if match and int(match.group(1)) < epoch:
+                _remove(entry)
+        return final
+
+    def clear(self) -> None:
+        """Remove every checkpoint under ``root`` (the stage completed)."""
+        _remove(self.root)
+
+
+def _fsync(path: Path) -> None:
+    # Renaming is atomic, but without fsync a power loss can leave a renamed file empty.
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)

@@ -1,0 +1,148 @@
+"""Params: every stage checks the params it reads before any work, in one line, writing nothing.
+
+The table runs each stage script as DVC would, on a params.yaml with one bad value, in an empty
+directory: exit status 1, one line on stderr naming the key and the value, no file written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import subprocess
+import sys
+
+import pytest
+import yaml
+from conftest import PROJECT, subprocess_env
+
+from charmt.errors import CharmtError
+from charmt.params import SCHEMA, TrainParams, check_section, load_sections
+
+STAGE_ARGS = {
+    "download": ["--out", "raw/fra.txt"],
+    "preprocess": ["--raw", "fra.txt", "--out", "prepared", "--metrics", "data.json"],
+    "train": [
+        "--prepared",
+        "prepared",
+        "--model",
+        "models",
+        "--history",
+        "history.csv",
+        "--metrics",
+        "train.json",
+        "--checkpoints",
+        "checkpoints",
+    ],
+    "evaluate": [
+        "--prepared",
+        "prepared",
+        "--model",
+        "models",
+        "--metrics",
+        "eval.json",
+        "--samples",
+        "samples.tsv",
+    ],
+}
+
+# (stage, section, key, bad value, words the message must hold besides the key and value)
+BAD = [
+    ("download", "data", "sha256", "abc123", "64 hex digits"),
+    ("download", "data", "sha256", "g" * 64, "64 hex digits"),
+    ("download", "data", "url", "", "non-empty"),
+    ("preprocess", "data", "num_samples", 0, ">= 1"),
+    ("preprocess", "data", "num_samples", 2.5, "integer"),
+    ("preprocess", "data", "num_samples", True, "integer"),
+    ("preprocess", "preprocess", "validation_fraction", 1.0, "[0, 1)"),
+    ("preprocess", "preprocess", "test_fraction", -0.1, "[0, 1)"),
+    ("preprocess", "preprocess", "validation_fraction", 0.6, "below 1"),  # + test 0.4 (below)
+    ("preprocess", "preprocess", "seed", "forty-two", "integer"),
+    ("train", "train", "batch_size", 0, ">= 1"),
+    ("train", "train", "latent_dim", 12.0, "integer"),
+    ("train", "train", "epochs", True, "integer"),
+    ("train", "train", "learning_rate", 0, "(0,"),
+    ("train", "train", "learning_rate", math.inf, "finite"),
+    ("train", "train", "learning_rate", math.nan, "finite"),
+    ("train", "train", "learning_rate", "1e-3", "number"),  # YAML reads 1e-3 as a string
+    ("train", "train", "rho", 1.5, "[0, 1)"),
+    ("train", "train", "training_precision", "float64", "mixed_bfloat16"),
+    ("train", "train", "keep_best", "yes please", "true or false"),
+    ("train", "train", "early_stopping_patience", 0, "null or"),
+    ("train", "train", "epoch", 3, "unknown train params"),
+    ("train", "tracking", "experiment_name", "", "non-empty"),
+    ("train", "registry", "model_name", 7, "null or"),
+    ("evaluate", "evaluate", "batch_size", -1, ">= 1"),
+    ("evaluate", "evaluate", "length_margin", None, "integer"),
+    ("evaluate", "evaluate", "beam_width", 4, "unknown evaluate params"),
+    # A mistake in a section the stage does not read is still caught by whichever stage runs.
+    ("download", "train", "batch_sizes", 64, "unknown train params"),
+]
+
+
+def _write_params(directory, section, key, value):
+    params = yaml.safe_load((PROJECT / "params.yaml").read_text())
+    params.setdefault(section, {})[key] = value
+    if (section, key) == ("preprocess", "validation_fraction") and value == 0.6:
+        params["preprocess"]["test_fraction"] = 0.4
+    (directory / "params.yaml").write_text(yaml.safe_dump(params))
+
+
+@pytest.mark.parametrize(("stage", "section", "key", "value", "words"), BAD)
+def test_stage_refuses_a_bad_param_in_one_line_and_writes_nothing(
+    tmp_path, stage, section, key, value, words
+):
+    _write_params(tmp_path, section, key, value)
+    done = subprocess.run(
+        [sys.executable, str(PROJECT / "stages" / f"{stage}.py"), *STAGE_ARGS[stage]],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        timeout=60,
+    )
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.startswith("error: params.yaml: ")
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert f"{section}.{key}" in done.stderr
+    if (section, key, value) != ("preprocess", "validation_fraction", 0.6):
+        assert f"= {value!r}" in done.stderr
+    assert words in done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
+
+
+def test_the_project_params_are_valid():
+    sections = load_sections(PROJECT / "params.yaml", SCHEMA)
+    assert TrainParams.from_dict(sections["train"]).epochs == sections["train"]["epochs"]
+
+
+def test_train_defaults_are_the_schema_defaults():
+    assert check_section("train", {}) == dataclasses.asdict(TrainParams())
+
+
+def test_registry_section_is_optional_and_accepts_a_name_or_null(tmp_path):
+    params = yaml.safe_load((PROJECT / "params.yaml").read_text())
+    params.pop("registry", None)
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    assert load_sections(path, ["registry"]) == {"registry": {"model_name": None}}
+    assert check_section("registry", {"model_name": "charmt"}) == {"model_name": "charmt"}
+
+
+def test_a_missing_required_key_is_named():
+    with pytest.raises(CharmtError, match=r"data\.num_samples is missing"):
+        check_section("data", {"url": "x"})
+
+
+def test_a_missing_section_is_named(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("data: {url: x, num_samples: 3}\n")
+    with pytest.raises(CharmtError, match="section 'tracking' is missing"):
+        load_sections(path, ["tracking"])
+
+
+def test_invalid_yaml_is_one_line(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("train:\n  epochs: [3\n")
+    with pytest.raises(CharmtError) as error:
+        load_sections(path, ["train"])
+    assert "\n" not in str(error.value) and "not valid YAML" in str(error.value)
