@@ -1,4 +1,5 @@
-"""Stage evaluate: score greedy decoding on the test split; log into the model's MLflow run."""
+"""Stage evaluate: score decoding (greedy, or beam search) on the test split; log into the model's
+MLflow run."""
 
 import argparse
 import json
@@ -31,6 +32,8 @@ def main() -> None:
         load_split(args.prepared, "test"),
         batch_size=options["batch_size"],
         length_margin=options["length_margin"],
+        beam_width=options.get("beam_width", 1),
+        length_alpha=options.get("length_alpha", 1.0),
     )
     write_table(args.samples, result.samples, SAMPLE_COLUMNS, delimiter="\t")
     write_json(args.metrics, result.metrics)
@@ -38,6 +41,7 @@ def main() -> None:
     run_id = tracking.read_run_id(args.model)
     with tracking.resume_run(section(params, "tracking")["experiment_name"], run_id):
         mlflow.log_params(tracking.flatten({"evaluate": options}))
+        mlflow.set_tag("decoding", result.metrics["decoding"])
         tracking.log_summary(result.metrics)
         mlflow.log_artifact(str(args.samples))
     print(json.dumps(result.metrics, indent=2))

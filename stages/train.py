@@ -11,6 +11,7 @@ from charmt import tracking
 from charmt.atomic import atomic_dir, write_json, write_table
 from charmt.data import VOCABULARIES_FILE, load_split, split_statistics
 from charmt.errors import exit_on_error
+from charmt.model import ModelParams
 from charmt.params import load_params, section
 from charmt.training import HISTORY_COLUMNS, TrainParams, train_model
 from charmt.translator import Translator
@@ -28,11 +29,19 @@ def main() -> None:
 
     params = load_params(args.params)
     train_params = TrainParams.from_dict(section(params, "train"))
+    # Optional: a params.yaml without a model section trains the seed's model.
+    model_params = ModelParams.from_dict(params.get("model"))
     train, validation = load_split(args.prepared, "train"), load_split(args.prepared, "validation")
     vocabularies = Vocabularies.load(args.prepared / VOCABULARIES_FILE)
 
     with tracking.start_run(section(params, "tracking")["experiment_name"]) as run:
-        tracking.log_params({name: params[name] for name in ("data", "preprocess", "train")})
+        tracking.log_params(
+            {
+                name: params[name]
+                for name in ("data", "preprocess", "model", "train")
+                if name in params
+            }
+        )
         tracking.log_summary(
             split_statistics(
                 len(train) + len(validation), {"train": train, "validation": validation}
@@ -40,7 +49,12 @@ def main() -> None:
             prefix="data.",
         )
         result = train_model(
-            train, validation, vocabularies, train_params, on_epoch=tracking.log_epoch
+            train,
+            validation,
+            vocabularies,
+            train_params,
+            on_epoch=tracking.log_epoch,
+            architecture=model_params,
         )
         tracking.log_summary(result.summary)
         translator = Translator.from_training(result.model, vocabularies, train)

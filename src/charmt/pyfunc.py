@@ -18,7 +18,8 @@ ARTIFACT = "translator"
 class TranslatorModel(mlflow.pyfunc.PythonModel):
     """English strings in, French strings out: ``predict(["Go."]) -> ["Va !"]``.
 
-    The type hints of ``predict`` give the model its ``[string] -> [string]`` signature.
+    The type hints of ``predict`` give the model its ``[string] -> [string]`` signature; the
+    logged input example adds the one param, ``beam_width`` (1, the default: greedy decoding).
     """
 
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
@@ -27,7 +28,8 @@ class TranslatorModel(mlflow.pyfunc.PythonModel):
         self.translator = Translator.load(context.artifacts[ARTIFACT])
 
     def predict(self, model_input: list[str], params: dict[str, Any] | None = None) -> list[str]:
-        return self.translator.translate(model_input)
+        beam_width = int((params or {}).get("beam_width", 1))
+        return self.translator.translate(model_input, beam_width=beam_width)
 
 
 # Models from code: this is the object MLflow serves when it loads the logged file.

@@ -146,7 +146,8 @@ def log_trained_model(translator: Translator, directory: Path) -> None:
         python_model=Path(pyfunc.__file__),
         artifacts={pyfunc.ARTIFACT: str(directory)},
         code_paths=[str(Path(charmt.__file__).parent)],
-        input_example=["Go.", "I'm sorry."],
+        # With params: the signature then accepts beam_width (see charmt.pyfunc).
+        input_example=(["Go.", "I'm sorry."], {"beam_width": 1}),
     )
 
 

@@ -21,7 +21,7 @@ import tensorflow as tf
 from charmt.batches import EncodedPairs, LengthBatches
 from charmt.data import Pair
 from charmt.errors import CharmtError
-from charmt.model import build_model, build_optimizer, compile_model
+from charmt.model import ModelParams, build_model, build_optimizer, compile_model
 from charmt.vocab import Vocabularies
 
 # seconds: the whole epoch; train_seconds: its training part, without validation.
@@ -155,8 +155,10 @@ def train_model(
     params: TrainParams,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
     verbose: int = 2,
+    architecture: ModelParams | None = None,
 ) -> TrainResult:
-    """Build, compile and fit the model; ``on_epoch`` receives each epoch's history row.
+    """Build, compile and fit the model of ``architecture`` (default: the seed's); ``on_epoch``
+    receives each epoch's history row.
 
     With ``params.keep_best`` the returned model has the weights of the epoch with the lowest
     val_loss, while the history covers every epoch run.
@@ -171,6 +173,7 @@ def train_model(
         vocabularies.target.size,
         params.latent_dim,
         params.training_precision,
+        architecture,
     )
     compile_model(
         model,

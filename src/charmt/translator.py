@@ -1,12 +1,14 @@
 """A trained model with everything inference needs, saved as one directory.
 
 ``models/`` holds ``model.keras`` (the training model; inference models are rebuilt from its
-layers), ``vocabularies.json``, and ``model.json`` (the longest training sentences, which set the
-decoding length cap). ``Translator.translate`` turns English strings into French strings.
+layers), ``vocabularies.json``, and ``model.json`` (the architecture, and the longest training
+sentences, which set the decoding length cap). ``Translator.translate`` turns English strings
+into French strings.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -20,8 +22,9 @@ import numpy as np
 from charmt.atomic import write_json
 from charmt.batches import pad
 from charmt.data import Pair
-from charmt.decoding import GreedyDecoder
+from charmt.decoding import BeamDecoder, GreedyDecoder
 from charmt.errors import CharmtError
+from charmt.model import ModelParams, architecture_of
 from charmt.vocab import Vocabularies
 
 log = logging.getLogger(__name__)
@@ -35,7 +38,7 @@ DEFAULT_BATCH_SIZE = 256
 
 @dataclass
 class Translator:
-    """Greedy English-to-French translation with a trained model."""
+    """English-to-French translation with a trained model, greedy or by beam search."""
 
     model: keras.Model
     vocabularies: Vocabularies
@@ -43,7 +46,24 @@ class Translator:
     max_target_length: int
 
     def __post_init__(self) -> None:
-        self._decoder = GreedyDecoder(self.model)
+        self._decoders: dict[tuple[int, float], GreedyDecoder | BeamDecoder] = {
+            (1, 1.0): GreedyDecoder(self.model)
+        }
+
+    def decoder(
+        self, beam_width: int = 1, length_alpha: float = 1.0
+    ) -> GreedyDecoder | BeamDecoder:
+        """The greedy decoder (``beam_width`` 1), else a beam decoder; each is built once."""
+        if isinstance(beam_width, bool) or not isinstance(beam_width, int) or beam_width < 1:
+            raise CharmtError(
+                f"beam width must be a positive integer (1: greedy), got {beam_width!r}"
+            )
+        if beam_width == 1:
+            return self._decoders[(1, 1.0)]
+        key = (beam_width, float(length_alpha))
+        if key not in self._decoders:
+            self._decoders[key] = BeamDecoder(self.model, beam_width, length_alpha)
+        return self._decoders[key]
 
     @classmethod
     def from_training(
@@ -66,6 +86,7 @@ class Translator:
         write_json(
             directory / INFO_FILE,
             {
+                "architecture": dataclasses.asdict(architecture_of(self.model)),
                 "max_source_length": self.max_source_length,
                 "max_target_length": self.max_target_length,
             },
@@ -87,6 +108,13 @@ class Translator:
             raise CharmtError(
                 f"{directory}: cannot load the model ({error}); re-run training"
             ) from None
+        # Written by train since the attention model exists; older directories hold the seed's.
+        recorded = ModelParams.from_dict(info.get("architecture"))
+        if recorded != architecture_of(model):
+            raise CharmtError(
+                f"{directory / INFO_FILE}: records {recorded} but {MODEL_FILE} is "
+                f"{architecture_of(model)}; the directory is mixed up, re-run training"
+            )
         return cls(
             model,
             Vocabularies.load(directory / VOCABULARIES_FILE),
@@ -99,14 +127,18 @@ class Translator:
         sentences: Sequence[str],
         batch_size: int = DEFAULT_BATCH_SIZE,
         length_margin: int = DEFAULT_LENGTH_MARGIN,
+        beam_width: int = 1,
+        length_alpha: float = 1.0,
     ) -> list[str]:
-        """Translate each sentence greedily, in batches of similar length.
+        """Translate each sentence, in batches of similar length: greedily with ``beam_width`` 1,
+        else by beam search (``charmt.decoding.BeamDecoder``, normalised by length ** alpha).
 
         Characters never seen in training become the unknown token (one warning lists them); an
         empty sentence gives an empty translation; a sentence longer than any in training is still
         decoded, with a warning, as quality drops there. Output is capped at the longest training
         target plus ``length_margin`` characters.
         """
+        decoder = self.decoder(beam_width, length_alpha)
         self._warn_about_inputs(sentences)
         encoded = [np.array(self.vocabularies.source.encode(s), dtype=np.int32) for s in sentences]
         # The end token takes one step, hence the + 1.
@@ -118,7 +150,7 @@ class Translator:
         )
         for start in range(0, len(order), batch_size):
             rows = order[start : start + batch_size]
-            output = self._decoder(pad([encoded[i] for i in rows]), max_length)
+            output = decoder(pad([encoded[i] for i in rows]), max_length)
             for i, ids in zip(rows, output, strict=True):
                 translations[i] = self.vocabularies.target.decode(ids)
         return translations
