@@ -202,3 +202,41 @@ def test_bad_model_params_are_clear_errors(values, message):
 def test_bidirectional_needs_an_even_latent_dim():
     with pytest.raises(CharmtError, match="even"):
         build_model(5, 5, 7, architecture=ModelParams("attention", bidirectional=True))
+
+
+@pytest.mark.e2e
+def test_pipeline_trains_attention_and_evaluates_with_beam_search(tmp_path):
+    """dvc repro with model.architecture attention and evaluate.beam_width 3: the params reach
+    the model, eval.json and MLflow, and the logged translator decodes like the saved one."""
+    import mlflow
+    from conftest import TINY_PARAMS, make_project, run, write_tiny_zip
+
+    params = {
+        **TINY_PARAMS,
+        "model": {"architecture": "attention", "bidirectional": True},
+        "train": {**TINY_PARAMS["train"], "epochs": 2},
+        "evaluate": {**TINY_PARAMS["evaluate"], "beam_width": 3},
+    }
+    project = make_project(tmp_path / "project", write_tiny_zip(tmp_path / "fra.zip"), params)
+    run(["dvc", "repro"], project)
+
+    evaluation = json.loads((project / "metrics/eval.json").read_text())
+    assert (evaluation["decoding"], evaluation["beam_width"]) == ("beam", 3)
+    info = json.loads((project / "models" / INFO_FILE).read_text())
+    assert info["architecture"]["architecture"] == "attention"
+    assert info["architecture"]["bidirectional"] is True
+
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
+    run_id = json.loads((project / "models/mlflow_run.json").read_text())["run_id"]
+    logged = mlflow.get_run(run_id)
+    assert logged.data.params["model.architecture"] == "attention"
+    assert logged.data.params["evaluate.beam_width"] == "3"
+    assert logged.data.tags["decoding"] == "beam"
+
+    sources = ["abc", "hgfe", "abcdefg"]
+    served = mlflow.pyfunc.load_model(f"runs:/{run_id}/translator")
+    saved = Translator.load(project / "models")
+    assert list(served.predict(sources)) == saved.translate(sources)
+    assert list(served.predict(sources, params={"beam_width": 3})) == saved.translate(
+        sources, beam_width=3
+    )
