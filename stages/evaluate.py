@@ -39,8 +39,10 @@ def main() -> None:
     write_json(args.metrics, result.metrics)
 
     run_id = tracking.read_run_id(args.model)
-    with tracking.resume_run(section(params, "tracking")["experiment_name"], run_id):
-        mlflow.log_params(tracking.flatten({"evaluate": options}))
+    logged_params = tracking.flatten({"evaluate": options})
+    experiment = section(params, "tracking")["experiment_name"]
+    with tracking.evaluation_run(experiment, run_id, logged_params):
+        mlflow.log_params(logged_params)
         mlflow.set_tag("decoding", result.metrics["decoding"])
         tracking.log_summary(result.metrics)
         mlflow.log_artifact(str(args.samples))

@@ -206,32 +206,48 @@ def test_bidirectional_needs_an_even_latent_dim():
 
 @pytest.mark.e2e
 def test_pipeline_trains_attention_and_evaluates_with_beam_search(tmp_path):
-    """dvc repro with model.architecture attention and evaluate.beam_width 3: the params reach
-    the model, eval.json and MLflow, and the logged translator decodes like the saved one."""
+    """dvc repro with model.architecture attention, then evaluate.beam_width 3: the params reach
+    the model, eval.json and MLflow (the re-evaluation in a child run, as the training run's
+    params cannot change), and the logged translator decodes like the saved one."""
     import mlflow
+    import yaml
     from conftest import TINY_PARAMS, make_project, run, write_tiny_zip
 
     params = {
         **TINY_PARAMS,
         "model": {"architecture": "attention", "bidirectional": True},
         "train": {**TINY_PARAMS["train"], "epochs": 2},
-        "evaluate": {**TINY_PARAMS["evaluate"], "beam_width": 3},
     }
     project = make_project(tmp_path / "project", write_tiny_zip(tmp_path / "fra.zip"), params)
     run(["dvc", "repro"], project)
-
     evaluation = json.loads((project / "metrics/eval.json").read_text())
-    assert (evaluation["decoding"], evaluation["beam_width"]) == ("beam", 3)
+    assert (evaluation["decoding"], evaluation["beam_width"]) == ("greedy", 1)
     info = json.loads((project / "models" / INFO_FILE).read_text())
     assert info["architecture"]["architecture"] == "attention"
     assert info["architecture"]["bidirectional"] is True
+
+    values = yaml.safe_load((project / "params.yaml").read_text())
+    values["evaluate"]["beam_width"] = 3
+    (project / "params.yaml").write_text(yaml.safe_dump(values, sort_keys=False))
+    output = run(["dvc", "repro"], project)
+    assert "Running stage 'evaluate'" in output and "Running stage 'train'" not in output
+    evaluation = json.loads((project / "metrics/eval.json").read_text())
+    assert (evaluation["decoding"], evaluation["beam_width"]) == ("beam", 3)
 
     mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
     run_id = json.loads((project / "models/mlflow_run.json").read_text())["run_id"]
     logged = mlflow.get_run(run_id)
     assert logged.data.params["model.architecture"] == "attention"
-    assert logged.data.params["evaluate.beam_width"] == "3"
-    assert logged.data.tags["decoding"] == "beam"
+    assert logged.data.params["evaluate.beam_width"] == "1"
+    assert logged.data.tags["decoding"] == "greedy"
+    (child,) = mlflow.search_runs(
+        experiment_names=["charmt"],
+        filter_string=f"tags.mlflow.parentRunId = '{run_id}'",
+        output_format="list",
+    )
+    assert child.data.params["evaluate.beam_width"] == "3"
+    assert child.data.tags["decoding"] == "beam"
+    assert child.data.metrics["char_accuracy"] == pytest.approx(evaluation["char_accuracy"])
 
     sources = ["abc", "hgfe", "abcdefg"]
     served = mlflow.pyfunc.load_model(f"runs:/{run_id}/translator")

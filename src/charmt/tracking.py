@@ -103,6 +103,33 @@ def resume_run(experiment_name: str, run_id: str) -> mlflow.ActiveRun:
         ) from None
 
 
+def evaluation_run(
+    experiment_name: str, run_id: str, params: Mapping[str, Any]
+) -> mlflow.ActiveRun:
+    """The run an evaluation with ``params`` (dotted names) logs into: the training run ``run_id``
+    when it holds no other values for them, else a new child run of it.
+
+    MLflow refuses to change a logged param, and re-evaluating a trained model with other
+    decoding params (``dvc exp run -S evaluate.beam_width=5``) re-runs only the evaluate stage.
+    """
+    use_experiment(experiment_name)
+    try:
+        logged = mlflow.get_run(run_id).data.params
+    except mlflow.exceptions.MlflowException as error:
+        raise CharmtError(
+            f"MLflow run {run_id} not found in {tracking_uri()} ({error}); was the model trained "
+            "against another tracking store? Set MLFLOW_TRACKING_URI or re-run the train stage"
+        ) from None
+    if all(logged.get(k, str(v)) == str(v) for k, v in params.items()):
+        return resume_run(experiment_name, run_id)
+    parent = mlflow.get_run(run_id)
+    return mlflow.start_run(
+        experiment_id=parent.info.experiment_id,
+        run_name=f"{parent.info.run_name}-evaluation",
+        tags={**run_tags(), "mlflow.parentRunId": run_id},
+    )
+
+
 def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """``{"train": {"epochs": 3}}`` -> ``{"train.epochs": 3}``: params.yaml's dotted names."""
     flat: dict[str, Any] = {}
