@@ -192,6 +192,7 @@ def test_attention_model_compiles_and_counts_more_parameters():
         ({"bidirectional": True}, "needs model.architecture: attention"),
         ({"architecture": "attention", "bidirectional": "yes"}, "true or false"),
         ({"layers": 2}, "unknown model params"),
+        ("attention", "must be a mapping"),
     ],
 )
 def test_bad_model_params_are_clear_errors(values, message):

@@ -46,7 +46,11 @@ class ModelParams:
     @classmethod
     def from_dict(cls, values: dict[str, Any] | None) -> ModelParams:
         """Params from a params.yaml section (``None``: the defaults); bad values are an error."""
-        values = values or {}
+        values = {} if values is None else values
+        if not isinstance(values, dict):
+            raise CharmtError(
+                f"params.yaml: model must be a mapping (architecture: ...), got {values!r}"
+            )
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:

@@ -109,7 +109,12 @@ class Translator:
                 f"{directory}: cannot load the model ({error}); re-run training"
             ) from None
         # Written by train since the attention model exists; older directories hold the seed's.
-        recorded = ModelParams.from_dict(info.get("architecture"))
+        try:
+            recorded = ModelParams.from_dict(info.get("architecture"))
+        except (CharmtError, TypeError) as error:
+            raise CharmtError(
+                f"{directory / INFO_FILE}: unreadable architecture ({error}); re-run training"
+            ) from None
         if recorded != architecture_of(model):
             raise CharmtError(
                 f"{directory / INFO_FILE}: records {recorded} but {MODEL_FILE} is "
