@@ -1,4 +1,5 @@
-"""Stage evaluate: score greedy decoding on the test split; log into the model's MLflow run."""
+"""Stage evaluate: score decoding (greedy, or beam search) on the test split; log into the model's
+MLflow run."""
 
 import argparse
 import json
@@ -34,13 +35,17 @@ def main() -> None:
         load_split(args.prepared, "test"),
         batch_size=options["batch_size"],
         length_margin=options["length_margin"],
+        beam_width=options.get("beam_width", 1),
+        length_alpha=options.get("length_alpha", 1.0),
     )
     write_table(args.samples, result.samples, SAMPLE_COLUMNS, delimiter="\t")
     write_json(args.metrics, result.metrics)
 
     run_id = tracking.read_run_id(args.model)
-    with tracking.resume_run(params["tracking"]["experiment_name"], run_id):
-        mlflow.log_params(tracking.flatten({"evaluate": options}))
+    logged_params = tracking.flatten({"evaluate": options})
+    with tracking.evaluation_run(params["tracking"]["experiment_name"], run_id, logged_params):
+        mlflow.log_params(logged_params)
+        mlflow.set_tag("decoding", result.metrics["decoding"])
         tracking.log_summary(result.metrics)
         mlflow.log_artifact(str(args.samples))
     print(json.dumps(result.metrics, indent=2))

@@ -1,4 +1,5 @@
-"""Stage preprocess: the first data.num_samples pairs, split by English sentence, vocabularies."""
+"""Stage preprocess: the first data.num_samples pairs (null: all), split by English sentence,
+vocabularies."""
 
 import argparse
 import json
@@ -29,6 +30,7 @@ def main() -> None:
         validation_fraction=preprocess["validation_fraction"],
         test_fraction=preprocess["test_fraction"],
         seed=preprocess["seed"],
+        held_out_pairs=preprocess.get("held_out_pairs"),
     )
     write_json(args.metrics, stats)
     print(json.dumps(stats, indent=2))

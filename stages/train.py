@@ -13,7 +13,7 @@ from pathlib import Path
 from charmt.errors import exit_on_error
 from charmt.params import load_sections
 
-SECTIONS = ("data", "preprocess", "train", "tracking")
+SECTIONS = ("data", "preprocess", "model", "train", "tracking")
 
 
 def main() -> None:
@@ -34,11 +34,13 @@ def main() -> None:
     from charmt.atomic import atomic_dir, write_json, write_table
     from charmt.checkpoint import Checkpoints, file_digest, fingerprint
     from charmt.data import VOCABULARIES_FILE, load_split, split_statistics
+    from charmt.params import ModelParams
     from charmt.training import HISTORY_COLUMNS, TrainParams, train_model
     from charmt.translator import Translator
     from charmt.vocab import Vocabularies
 
     train_params = TrainParams.from_dict(params["train"])
+    model_params = ModelParams.from_dict(params["model"])
     experiment = params["tracking"]["experiment_name"]
     train, validation = load_split(args.prepared, "train"), load_split(args.prepared, "validation")
     vocabularies = Vocabularies.load(args.prepared / VOCABULARIES_FILE)
@@ -47,6 +49,7 @@ def main() -> None:
         args.checkpoints,
         fingerprint(
             {
+                "model": params["model"],
                 "train": train_params.to_dict(),
                 "data": file_digest([args.prepared]),
                 "experiment": experiment,
@@ -66,7 +69,9 @@ def main() -> None:
 
     with tracking.ending_killed_on_interrupt(active) as run:
         if resumed is None:
-            tracking.log_params({name: params[name] for name in ("data", "preprocess", "train")})
+            tracking.log_params(
+                {name: params[name] for name in ("data", "preprocess", "model", "train")}
+            )
             tracking.log_summary(
                 split_statistics(
                     len(train) + len(validation), {"train": train, "validation": validation}
@@ -84,6 +89,7 @@ def main() -> None:
             on_epoch=tracking.log_epoch,
             checkpoints=checkpoints,
             checkpoint_extra={"run_id": run.info.run_id},
+            architecture=model_params,
         )
         tracking.log_summary(result.summary)
         translator = Translator.from_training(result.model, vocabularies, train)

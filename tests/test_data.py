@@ -342,3 +342,63 @@ def test_load_split_round_trips_unusual_line_separators(tmp_path: Path, separato
     raw = write(tmp_path / "fra.txt", f"Go.\tVa !\nOne{separator}two.\tUn deux.\n")
     prepare(raw, tmp_path / "out", 1000, 0.0, 0.0, seed=0)
     assert load_split(tmp_path / "out", "train") == read_pairs(raw)
+
+
+def adjacent_translations(count: int, seed: int = 0) -> list[Pair]:
+    """``count`` pairs in fra.txt's order (shorter English first), several translations each."""
+    rng = random.Random(seed)
+    pairs = []
+    for number in range(count):
+        source = f"S{number // 3:04d}."  # three translations per English sentence, adjacent
+        pairs.append(Pair(source, f"F{number}{rng.choice('abc')}."))
+    return pairs
+
+
+def test_held_out_pairs_equal_to_the_data_is_todays_split() -> None:
+    pairs = adjacent_translations(300)
+    assert split_pairs(pairs, 0.1, 0.1, 7, held_out_pairs=300) == split_pairs(pairs, 0.1, 0.1, 7)
+    assert split_pairs(pairs, 0.1, 0.1, 7, held_out_pairs=10_000) == split_pairs(pairs, 0.1, 0.1, 7)
+
+
+def test_more_data_keeps_the_held_out_sentences_and_references() -> None:
+    # 301 cuts the third group of translations of one English sentence, as a real file can.
+    pairs = adjacent_translations(1200)
+    small = split_pairs(pairs[:301], 0.1, 0.1, 7)
+    large = split_pairs(pairs, 0.1, 0.1, 7, held_out_pairs=301)
+    assert large["test"] == small["test"]
+    assert large["validation"] == small["validation"]
+    held_out = {p.source for name in ("validation", "test") for p in small[name]}
+    assert not held_out & {p.source for p in large["train"]}
+    assert large["train"][: len(small["train"])] == small["train"]
+    # Every later pair trains, except later translations of held-out sentences.
+    dropped = [p for p in pairs[301:] if p.source in held_out]
+    assert len(large["train"]) == len(small["train"]) + 1200 - 301 - len(dropped)
+
+
+def test_prepare_reads_the_whole_file_with_null_or_all(tmp_path: Path) -> None:
+    raw = write(tmp_path / "fra.txt", SMALL)
+    for num_samples in (None, "all"):
+        stats = prepare(raw, tmp_path / "out", num_samples, 0.0, 0.0, seed=0)
+        assert stats["pairs_read"] == len(SMALL_PAIRS)
+    with pytest.raises(CharmtError, match=r"data\.num_samples.*'many'"):
+        prepare(raw, tmp_path / "out", "many", 0.0, 0.0, seed=0)
+
+
+def test_prepare_counts_pairs_dropped_for_the_fixed_held_out_split(tmp_path: Path) -> None:
+    # The sentences of the first 100 pairs come back later with other translations.
+    first = adjacent_translations(100)
+    pairs = first + [Pair(p.source, f"{p.target} bis") for p in first]
+    pairs += adjacent_translations(400)[200:]
+    raw = write(tmp_path / "fra.txt", "".join(f"{p.source}\t{p.target}\n" for p in pairs))
+    stats = prepare(raw, tmp_path / "out", None, 0.2, 0.2, seed=1, held_out_pairs=100)
+    splits = {name: stats[name]["pairs"] for name in SPLITS}
+    assert stats["pairs_dropped"] == 400 - sum(splits.values()) > 0
+    default = prepare(raw, tmp_path / "default", 100, 0.2, 0.2, seed=1, held_out_pairs=100)
+    assert "pairs_dropped" not in default
+    assert load_split(tmp_path / "out", "test") == load_split(tmp_path / "default", "test")
+
+
+@pytest.mark.parametrize("held_out_pairs", [0, -5, "first"])
+def test_bad_held_out_pairs_is_a_clear_error(held_out_pairs) -> None:
+    with pytest.raises(CharmtError, match=r"preprocess\.held_out_pairs"):
+        split_pairs(adjacent_translations(30), 0.1, 0.1, 0, held_out_pairs=held_out_pairs)

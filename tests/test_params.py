@@ -73,7 +73,13 @@ BAD = [
     ("train", "registry", "model_name", 7, "null or"),
     ("evaluate", "evaluate", "batch_size", -1, ">= 1"),
     ("evaluate", "evaluate", "length_margin", None, "integer"),
-    ("evaluate", "evaluate", "beam_width", 4, "unknown evaluate params"),
+    ("evaluate", "evaluate", "beam_size", 4, "unknown evaluate params"),
+    ("evaluate", "evaluate", "beam_width", 0, ">= 1"),
+    ("evaluate", "evaluate", "length_alpha", -0.5, "[0, inf)"),
+    ("train", "model", "architecture", "transformer", "one of seed, attention"),
+    ("train", "model", "bidirectional", True, "needs model.architecture: attention"),
+    ("preprocess", "data", "num_samples", 0, "or null (or all)"),
+    ("preprocess", "preprocess", "held_out_pairs", 0, "null or"),
     # A mistake in a section the stage does not read is still caught by whichever stage runs.
     ("download", "train", "batch_sizes", 64, "unknown train params"),
 ]

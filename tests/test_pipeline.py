@@ -41,7 +41,9 @@ def check_evaluation(project: Path) -> dict:
     """metrics/eval.json and samples.tsv cover exactly the test split's distinct sources, with
     finite scores in range; the figures."""
     evaluation = json.loads((project / "metrics/eval.json").read_text())
-    assert set(evaluation) == {*SCORE_RANGES, "test_sentences"}
+    assert set(evaluation) == {*SCORE_RANGES, "test_sentences", "decoding", "beam_width"}
+    # The default params decode as the seed did: greedily.
+    assert (evaluation["decoding"], evaluation["beam_width"]) == ("greedy", 1)
     for name, (low, high) in SCORE_RANGES.items():
         value = evaluation[name]
         assert math.isfinite(value) and low <= value <= high, f"{name} = {value}"

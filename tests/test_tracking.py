@@ -92,3 +92,24 @@ def test_logged_keras_model_predicts_like_the_trained_one(logged_run, trained):
     )
     signature = mlflow.models.get_model_info(f"runs:/{logged_run}/model").signature
     assert signature.inputs.input_names() == ["encoder_ids", "decoder_ids"]
+
+
+def test_evaluation_with_other_params_logs_into_a_child_run():
+    """Re-evaluating a model with other decoding params cannot change the training run's params
+    (MLflow forbids it): it gets a child run; the same params reuse the training run."""
+    with tracking.start_run("charmt-test") as run:
+        tracking.log_params({"train": {"epochs": 3}})
+    greedy = {"evaluate.beam_width": 1, "evaluate.length_alpha": 1.0}
+    for _ in range(2):  # the same evaluation twice: the training run both times
+        with tracking.evaluation_run("charmt-test", run.info.run_id, greedy) as evaluation:
+            mlflow.log_params(greedy)
+        assert evaluation.info.run_id == run.info.run_id
+    beam = {"evaluate.beam_width": 5, "evaluate.length_alpha": 1.0}
+    with tracking.evaluation_run("charmt-test", run.info.run_id, beam) as evaluation:
+        mlflow.log_params(beam)
+        mlflow.log_metric("exact_match", 0.5)
+    child = mlflow.get_run(evaluation.info.run_id)
+    assert child.info.run_id != run.info.run_id
+    assert child.data.tags["mlflow.parentRunId"] == run.info.run_id
+    assert child.data.params["evaluate.beam_width"] == "5"
+    assert mlflow.get_run(run.info.run_id).data.params["evaluate.beam_width"] == "1"

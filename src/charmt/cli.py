@@ -3,6 +3,7 @@
 charmt translate "Go." "I'm sorry."          # one translation a line
 echo "Go." | charmt translate                 # sentences from standard input, one a line
 charmt translate --model models:/m-... "Go."  # an MLflow model instead of models/
+charmt translate --beam-width 5 "Go."         # beam search instead of greedy decoding
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 MLFLOW_SCHEMES = ("models:/", "runs:/")
 
 
-def load_translate_function(model: str) -> Callable[[list[str]], list[str]]:
-    """A function from English sentences to French ones, for a ``models/`` dir or an MLflow URI."""
+def load_translate_function(model: str, beam_width: int = 1) -> Callable[[list[str]], list[str]]:
+    """A function from English sentences to French ones, for a ``models/`` dir or an MLflow URI;
+    greedy with ``beam_width`` 1, else beam search of that width."""
     if model.startswith(MLFLOW_SCHEMES) or "://" in model:
         import mlflow.pyfunc
 
@@ -31,10 +33,11 @@ def load_translate_function(model: str) -> Callable[[list[str]], list[str]]:
 
         tracking.configure()
         loaded = mlflow.pyfunc.load_model(model)
+        params = {"beam_width": beam_width} if beam_width != 1 else None
 
         def predict(sentences: list[str]) -> list[str]:
             try:
-                return list(loaded.predict(sentences))
+                return list(loaded.predict(sentences, params=params))
             except mlflow.exceptions.MlflowException as error:  # a refused input: say why
                 raise CharmtError(f"{model}: {' '.join(error.message.split())}") from None
 
@@ -42,7 +45,8 @@ def load_translate_function(model: str) -> Callable[[list[str]], list[str]]:
     from charmt.translator import Translator
 
     translator = Translator.load(model)
-    return translator.translate
+    translator.decoder(beam_width)  # a bad width fails before any input is read
+    return lambda sentences: translator.translate(sentences, beam_width=beam_width)
 
 
 def _batches(lines: Iterable[str], size: int) -> Iterator[list[str]]:
@@ -52,7 +56,7 @@ def _batches(lines: Iterable[str], size: int) -> Iterator[list[str]]:
 
 
 def translate(args: argparse.Namespace) -> None:
-    translate_batch = load_translate_function(args.model)
+    translate_batch = load_translate_function(args.model, args.beam_width)
     if args.sentences:
         batches: Iterable[list[str]] = [args.sentences]
     else:
@@ -78,6 +82,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     translate_parser.add_argument(
         "--batch-size", type=int, default=256, help="sentences from stdin translated together"
+    )
+    translate_parser.add_argument(
+        "--beam-width",
+        type=int,
+        default=1,
+        help="1 (default): greedy decoding; N > 1: beam search keeping N hypotheses",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")

@@ -87,13 +87,23 @@ def read_pairs(path: str | os.PathLike[str], limit: int | None = None) -> list[P
 
 
 def split_pairs(
-    pairs: Sequence[Pair], validation_fraction: float, test_fraction: float, seed: int
+    pairs: Sequence[Pair],
+    validation_fraction: float,
+    test_fraction: float,
+    seed: int,
+    held_out_pairs: int | None = None,
 ) -> dict[str, list[Pair]]:
     """Split pairs into train, validation and test, grouped by English sentence.
 
     Tatoeba often gives several French translations of one English sentence; all of them land in
     the same split, so validation and test sentences are never seen in training. The fractions
     apply to distinct English sentences. The same pairs, fractions and seed give the same split.
+
+    With ``held_out_pairs`` N below the number of pairs, validation and test sentences are drawn
+    from the first N pairs only, exactly as if only those had been read, and every later pair
+    trains, except later translations of a held-out sentence, which are dropped (kept out of
+    training, and out of the held-out splits so that their references stay the same). So a run
+    on more data scores on the same test sentences, with the same references, as a run on N.
     """
     for name, fraction in (
         ("validation_fraction", validation_fraction),
@@ -106,15 +116,23 @@ def split_pairs(
             "preprocess.validation_fraction + preprocess.test_fraction must be below 1, got "
             f"{validation_fraction} + {test_fraction}"
         )
-    sources = list(dict.fromkeys(pair.source for pair in pairs))  # first-seen order: deterministic
+    if held_out_pairs is not None and not (isinstance(held_out_pairs, int) and held_out_pairs >= 1):
+        raise CharmtError(
+            f"preprocess.held_out_pairs must be a positive number of pairs or null, "
+            f"got {held_out_pairs!r}"
+        )
+    pool = len(pairs) if held_out_pairs is None else min(held_out_pairs, len(pairs))
+    # first-seen order: deterministic
+    sources = list(dict.fromkeys(pair.source for pair in pairs[:pool]))
     random.Random(seed).shuffle(sources)
     n_validation = round(len(sources) * validation_fraction)
     n_test = round(len(sources) * test_fraction)
     split_of = {source: "validation" for source in sources[:n_validation]}
     split_of.update({source: "test" for source in sources[n_validation : n_validation + n_test]})
     splits: dict[str, list[Pair]] = {name: [] for name in SPLITS}
-    for pair in pairs:
+    for pair in pairs[:pool]:
         splits[split_of.get(pair.source, "train")].append(pair)
+    splits["train"] += [pair for pair in pairs[pool:] if pair.source not in split_of]
     if not splits["train"]:
         raise CharmtError(f"the train split is empty: {len(sources)} English sentences are too few")
     return splits
@@ -153,24 +171,38 @@ def split_statistics(pairs_read: int, splits: dict[str, list[Pair]]) -> dict[str
 def prepare(
     raw: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
-    num_samples: int,
+    num_samples: int | str | None,
     validation_fraction: float,
     test_fraction: float,
     seed: int,
+    held_out_pairs: int | None = None,
 ) -> dict[str, object]:
     """The preprocess stage: read, split, build vocabularies, write ``out_dir``; its statistics.
 
-    ``out_dir`` gets ``train.tsv``, ``validation.tsv``, ``test.tsv`` and ``vocabularies.json``
-    (built from the train split only), all at once or not at all.
+    ``num_samples`` ``None`` or ``"all"`` reads the whole file. ``held_out_pairs``: see
+    ``split_pairs``. ``out_dir`` gets ``train.tsv``, ``validation.tsv``, ``test.tsv`` and
+    ``vocabularies.json`` (built from the train split only), all at once or not at all.
     """
+    if num_samples == "all":
+        num_samples = None
+    if num_samples is not None and (
+        isinstance(num_samples, bool) or not isinstance(num_samples, int)
+    ):
+        raise CharmtError(
+            f"data.num_samples must be a positive number of pairs, or null (or all) for the "
+            f"whole file, got {num_samples!r}"
+        )
     pairs = read_pairs(raw, num_samples)
-    splits = split_pairs(pairs, validation_fraction, test_fraction, seed)
+    splits = split_pairs(pairs, validation_fraction, test_fraction, seed, held_out_pairs)
     vocabularies = Vocabularies.from_pairs(splits["train"])
     with atomic_dir(out_dir) as tmp:
         for name, split in splits.items():
             write_pairs(tmp / f"{name}.tsv", split)
         vocabularies.save(tmp / VOCABULARIES_FILE)
     stats = split_statistics(len(pairs), splits)
+    dropped = len(pairs) - sum(len(split) for split in splits.values())
+    if dropped:  # only with held_out_pairs below the pairs read
+        stats["pairs_dropped"] = dropped
     stats["source_vocabulary_size"] = vocabularies.source.size
     stats["target_vocabulary_size"] = vocabularies.target.size
     return stats

@@ -1,9 +1,11 @@
-"""Greedy decoding: from encoder states, emit the most likely next character until ``<end>``.
+"""Decoding: from the encoder, emit characters until ``<end>``, greedily or by beam search.
 
 ``GreedyDecoder`` advances a whole batch together inside one compiled ``tf.while_loop`` over the
-trained decoder cell, stopping as soon as every row has emitted ``<end>`` or the length cap is hit.
-``SeedStyleDecoder`` is the seed's way (one sentence, one ``predict`` call per character); it is
-kept as the reference that the batched loop must match exactly, and for the benchmark.
+trained decoder cell (for the attention model, the cell plus attention over the encoder's
+outputs), stopping as soon as every row has emitted ``<end>`` or the length cap is hit.
+``BeamDecoder`` is the same loop over batch x beam rows. ``SeedStyleDecoder`` is the seed's way
+(one sentence, one ``predict`` call per character); it is kept as the reference that the batched
+loop must match exactly, and for the benchmark.
 """
 
 from __future__ import annotations
@@ -12,26 +14,57 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from charmt.model import decoder_step_model, encoder_model
+from charmt.model import architecture_of, decoder_step_model, encoder_model, output_head
 from charmt.vocab import END, PAD, START
+
+_IDS = tf.TensorSpec(shape=(None, None), dtype=tf.int32)
+_LENGTH = tf.TensorSpec(shape=(), dtype=tf.int32)
+
+
+class DecoderStep:
+    """One decoder step for a batch of rows, with the trained layers of either architecture.
+
+    ``memory`` is what the step attends over: (encoder outputs, encoder mask) for the attention
+    model, an empty tuple for the seed's, whose decoder sees the encoder only through its states.
+    """
+
+    def __init__(self, model: keras.Model) -> None:
+        self.model = model
+        self.encoder = encoder_model(model)
+        self.attention = architecture_of(model).architecture == "attention"
+        self.cell = model.get_layer("decoder_lstm").cell
+        self.vocabulary_size = model.get_layer("decoder_one_hot").input_dim
+
+    def start(self, encoder_ids: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tuple]:
+        """The decoder's initial states and the memory, for right-padded encoder ids."""
+        if not self.attention:
+            state_h, state_c = self.encoder(encoder_ids, training=False)
+            return state_h, state_c, ()
+        state_h, state_c, encoder_outputs = self.encoder(encoder_ids, training=False)
+        return state_h, state_c, (encoder_outputs, tf.not_equal(encoder_ids, PAD))
+
+    def __call__(
+        self, token: tf.Tensor, state_h: tf.Tensor, state_c: tf.Tensor, memory: tuple
+    ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        """(next-character probabilities (rows, vocabulary), h, c) after feeding ``token``."""
+        # tf.one_hot is the frozen identity embedding, without the mask it would attach.
+        inputs = tf.one_hot(token, self.vocabulary_size, dtype=self.cell.compute_dtype)
+        output, (state_h, state_c) = self.cell(inputs, [state_h, state_c], training=False)
+        if not self.attention:
+            return output_head(self.model, output), state_h, state_c
+        # The head takes (rows, steps, latent): one step here.
+        probabilities = output_head(self.model, output[:, None, :], *memory)
+        return probabilities[:, 0, :], state_h, state_c
 
 
 class GreedyDecoder:
     """Batched greedy decoding with the layers of a trained model."""
 
     def __init__(self, model: keras.Model) -> None:
-        self.encoder = encoder_model(model)
-        self._cell = model.get_layer("decoder_lstm").cell
-        self._next_char = model.get_layer("next_char")
-        self._vocabulary_size = model.get_layer("decoder_one_hot").input_dim
+        self._step = DecoderStep(model)
+        self.encoder = self._step.encoder
         # One trace serves every batch size and length: the signature leaves both open.
-        self._loop = tf.function(
-            self._decode,
-            input_signature=[
-                tf.TensorSpec(shape=(None, None), dtype=tf.int32),
-                tf.TensorSpec(shape=(), dtype=tf.int32),
-            ],
-        )
+        self._loop = tf.function(self._decode, input_signature=[_IDS, _LENGTH])
 
     def __call__(self, encoder_ids: np.ndarray, max_length: int) -> np.ndarray:
         """Output ids, shape (batch, steps <= max_length), for right-padded encoder ids.
@@ -44,7 +77,7 @@ class GreedyDecoder:
         return self._loop(tf.constant(encoder_ids, dtype=tf.int32), tf.constant(max_length)).numpy()
 
     def _decode(self, encoder_ids: tf.Tensor, max_length: tf.Tensor) -> tf.Tensor:
-        state_h, state_c = self.encoder(encoder_ids, training=False)
+        state_h, state_c, memory = self._step.start(encoder_ids)
         batch = tf.shape(encoder_ids)[0]
         token = tf.fill([batch], START)
         done = tf.zeros([batch], dtype=tf.bool)
@@ -54,10 +87,8 @@ class GreedyDecoder:
             return tf.logical_and(step < max_length, tf.logical_not(tf.reduce_all(done)))
 
         def step_once(step, token, state_h, state_c, done, outputs):
-            # tf.one_hot is the frozen identity embedding, without the mask it would attach.
-            inputs = tf.one_hot(token, self._vocabulary_size, dtype=self._cell.compute_dtype)
-            output, (state_h, state_c) = self._cell(inputs, [state_h, state_c], training=False)
-            token = tf.argmax(self._next_char(output), axis=-1, output_type=tf.int32)
+            probabilities, state_h, state_c = self._step(token, state_h, state_c, memory)
+            token = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
             token = tf.where(done, PAD, token)
             done = tf.logical_or(done, tf.equal(token, END))
             return step + 1, token, state_h, state_c, done, outputs.write(step, token)
@@ -68,11 +99,120 @@ class GreedyDecoder:
         return tf.transpose(outputs.stack())
 
 
+class BeamDecoder:
+    """Batched beam search with the layers of a trained model.
+
+    Each sentence keeps ``beam_width`` hypotheses (rows ``sentence * beam_width + k``). At every
+    step each hypothesis is extended by every character, and the ``beam_width`` extensions with
+    the highest total log-probability survive (top-k over beam x vocabulary); the decoder states
+    follow their parent hypothesis. A hypothesis that emitted ``<end>`` stays in the beam with its
+    score frozen (it can only continue with padding, at no cost), so it competes with longer ones.
+    The search ends when every hypothesis has ended or at the length cap. Among the final
+    hypotheses the output is the one with the highest length-normalised score
+
+        total log-probability / length ** length_alpha
+
+    where length counts the emitted characters, ``<end>`` included. ``length_alpha`` 0 picks the
+    highest total log-probability (which favours short outputs); 1 (the default) the highest mean
+    log-probability per character. With ``beam_width`` 1 this is greedy decoding.
+    """
+
+    def __init__(self, model: keras.Model, beam_width: int, length_alpha: float = 1.0) -> None:
+        if not isinstance(beam_width, int) or beam_width < 1:
+            raise ValueError(f"beam_width must be a positive integer, got {beam_width!r}")
+        self._step = DecoderStep(model)
+        self.beam_width = beam_width
+        self.length_alpha = float(length_alpha)
+        self._loop = tf.function(self._search, input_signature=[_IDS, _LENGTH])
+
+    def __call__(self, encoder_ids: np.ndarray, max_length: int) -> np.ndarray:
+        """Output ids of the best hypothesis per row, as ``GreedyDecoder`` returns them."""
+        return self.search(encoder_ids, max_length)[0]
+
+    def search(self, encoder_ids: np.ndarray, max_length: int) -> tuple[np.ndarray, np.ndarray]:
+        """The best hypothesis per row and its total (not normalised) log-probability."""
+        if len(encoder_ids) == 0:
+            return np.zeros((0, 0), dtype=np.int32), np.zeros((0,), dtype=np.float32)
+        ids, scores = self._loop(tf.constant(encoder_ids, dtype=tf.int32), tf.constant(max_length))
+        return ids.numpy(), scores.numpy()
+
+    def _search(self, encoder_ids: tf.Tensor, max_length: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        width, vocabulary = self.beam_width, self._step.vocabulary_size
+        batch = tf.shape(encoder_ids)[0]
+        state_h, state_c, memory = self._step.start(encoder_ids)
+        # Each sentence's rows sit together; the memory never moves between sentences, so it is
+        # repeated once, and only the states follow the surviving hypotheses.
+        state_h, state_c = tf.repeat(state_h, width, axis=0), tf.repeat(state_c, width, axis=0)
+        memory = tuple(tf.repeat(tensor, width, axis=0) for tensor in memory)
+        # All hypotheses start equal: only the first is live, or the beam would fill with copies.
+        scores = tf.tile(
+            tf.constant([[0.0] + [-np.inf] * (width - 1)], dtype=tf.float32), [batch, 1]
+        )
+        token = tf.fill([batch * width], START)
+        lengths = tf.zeros([batch, width], dtype=tf.int32)
+        sequences = tf.zeros([batch, width, 0], dtype=tf.int32)
+        # A finished hypothesis may only continue with PAD, at no cost.
+        pad_only = tf.where(tf.range(vocabulary) == PAD, 0.0, -np.inf)
+        offsets = tf.range(batch)[:, None] * width
+
+        def keep_going(step, token, state_h, state_c, scores, lengths, sequences):
+            live = tf.logical_and(_unfinished(sequences), scores > -np.inf)
+            return tf.logical_and(step < max_length, tf.reduce_any(live))
+
+        def step_once(step, token, state_h, state_c, scores, lengths, sequences):
+            probabilities, state_h, state_c = self._step(token, state_h, state_c, memory)
+            log_probabilities = tf.reshape(
+                tf.math.log(tf.cast(probabilities, tf.float32)), [batch, width, vocabulary]
+            )
+            finished = tf.logical_not(_unfinished(sequences))
+            log_probabilities = tf.where(finished[:, :, None], pad_only, log_probabilities)
+            candidates = tf.reshape(scores[:, :, None] + log_probabilities, [batch, -1])
+            scores, best = tf.math.top_k(candidates, k=width)
+            parent, token = best // vocabulary, best % vocabulary
+            rows = tf.reshape(parent + offsets, [-1])
+            state_h, state_c = tf.gather(state_h, rows), tf.gather(state_c, rows)
+            was_finished = tf.gather(finished, parent, batch_dims=1)
+            lengths = tf.gather(lengths, parent, batch_dims=1) + tf.cast(
+                tf.logical_not(was_finished), tf.int32
+            )
+            sequences = tf.concat(
+                [tf.gather(sequences, parent, batch_dims=1), token[:, :, None]], axis=2
+            )
+            return step + 1, tf.reshape(token, [-1]), state_h, state_c, scores, lengths, sequences
+
+        _, _, _, _, scores, lengths, sequences = tf.while_loop(
+            keep_going,
+            step_once,
+            (tf.constant(0), token, state_h, state_c, scores, lengths, sequences),
+            shape_invariants=(
+                tf.TensorShape([]),
+                tf.TensorShape([None]),
+                state_h.shape,
+                state_c.shape,
+                tf.TensorShape([None, width]),
+                tf.TensorShape([None, width]),
+                tf.TensorShape([None, width, None]),
+            ),
+        )
+        normalised = scores / tf.pow(tf.cast(tf.maximum(lengths, 1), tf.float32), self.length_alpha)
+        choice = tf.argmax(normalised, axis=1, output_type=tf.int32)
+        return (
+            tf.gather(sequences, choice, batch_dims=1),
+            tf.gather(scores, choice, batch_dims=1),
+        )
+
+
+def _unfinished(sequences: tf.Tensor) -> tf.Tensor:
+    """(batch, beam): whether a hypothesis has not emitted ``<end>`` yet."""
+    return tf.logical_not(tf.reduce_any(tf.equal(sequences, END), axis=2))
+
+
 class SeedStyleDecoder:
     """The seed's way: one sentence at a time, one ``predict`` call per output character.
 
     Slow (orders of magnitude below ``GreedyDecoder``); kept as the reference the batched loop
     must match, and for the benchmark. Its encoder and step models are built once, as the seed did.
+    For the attention model each step also gets the encoder's outputs and ids.
     """
 
     def __init__(self, model: keras.Model) -> None:
@@ -80,11 +220,13 @@ class SeedStyleDecoder:
 
     def __call__(self, encoder_ids: np.ndarray, max_length: int) -> list[int]:
         """Output ids for one unpadded sentence, ending with ``<end>`` unless capped."""
-        state_h, state_c = self.encoder.predict(encoder_ids[None, :], verbose=0)
+        state_h, state_c, *memory = self.encoder.predict(encoder_ids[None, :], verbose=0)
+        if memory:
+            memory.append(encoder_ids[None, :])
         token, output = START, []
         while len(output) < max_length:
             probabilities, state_h, state_c = self.step.predict(
-                [np.array([[token]], dtype=np.int32), state_h, state_c], verbose=0
+                [np.array([[token]], dtype=np.int32), state_h, state_c, *memory], verbose=0
             )
             token = int(np.argmax(probabilities[0, -1]))
             output.append(token)

@@ -1,4 +1,4 @@
-"""The evaluate stage's work: greedy translations of the held-out test split, scored.
+"""The evaluate stage's work: translations of the held-out test split (greedy or beam), scored.
 
 The test split holds English sentences never seen in training, each with all its references.
 """
@@ -24,14 +24,20 @@ REFERENCE_SEPARATOR = " | "
 class Evaluation:
     """The figures of ``metrics/eval.json`` and one sample row per test sentence."""
 
-    metrics: dict[str, float | int]
+    metrics: dict[str, float | int | str]
     samples: list[dict[str, str | float]]
 
 
 def evaluate(
-    translator: Translator, test_pairs: Sequence[Pair], batch_size: int, length_margin: int
+    translator: Translator,
+    test_pairs: Sequence[Pair],
+    batch_size: int,
+    length_margin: int,
+    beam_width: int = 1,
+    length_alpha: float = 1.0,
 ) -> Evaluation:
-    """Translate every distinct test sentence greedily and score it against all its references.
+    """Translate every distinct test sentence and score it against all its references: greedily
+    with ``beam_width`` 1, else by beam search (``decoding`` in the figures says which).
 
     Also measures the teacher-forced loss and accuracy over the real characters of every test
     pair, and the decoding throughput (after one warm-up sentence, which compiles the loop).
@@ -42,9 +48,10 @@ def evaluate(
     sources = list(references)
     reference_lists = [references[s] for s in sources]
 
-    translator.translate(sources[:1], batch_size, length_margin)
+    decoding = {"beam_width": beam_width, "length_alpha": length_alpha}
+    translator.translate(sources[:1], batch_size, length_margin, **decoding)
     start = time.perf_counter()
-    outputs = translator.translate(sources, batch_size, length_margin)
+    outputs = translator.translate(sources, batch_size, length_margin, **decoding)
     seconds = time.perf_counter() - start
 
     teacher_forced = translator.model.evaluate(
@@ -56,7 +63,9 @@ def evaluate(
         verbose=0,
         return_dict=True,
     )
-    figures: dict[str, float | int] = {
+    figures: dict[str, float | int | str] = {
+        "decoding": "greedy" if beam_width == 1 else "beam",
+        "beam_width": beam_width,
         "exact_match": metrics.exact_match(outputs, reference_lists),
         "char_accuracy": metrics.char_accuracy(outputs, reference_lists),
         "bleu": metrics.bleu(outputs, reference_lists),

@@ -23,6 +23,9 @@ import yaml
 from charmt.errors import CharmtError
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+ARCHITECTURES = ("seed", "attention")
+# Luong's dot score (keras.layers.Attention) or Bahdanau's additive one (AdditiveAttention).
+ATTENTION_SCORES = ("dot", "additive")
 
 _REQUIRED = object()
 
@@ -98,12 +101,25 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "sha256": optional(
             Key(lambda v: isinstance(v, str) and bool(_SHA256.fullmatch(v)), "64 hex digits")
         ),
-        "num_samples": integer(1),
+        # null or "all": the whole file.
+        "num_samples": Key(
+            lambda v: v is None or v == "all" or (_is_int(v) and v >= 1),
+            "an integer >= 1, or null (or all) for the whole file",
+        ),
     },
     "preprocess": {
         "validation_fraction": number(0, 1),
         "test_fraction": number(0, 1),
         "seed": integer(0),
+        # Validation and test sentences come from the first N pairs, so larger profiles score on
+        # the same test sentences; null: from all pairs read.
+        "held_out_pairs": optional(integer(1)),
+    },
+    # The defaults are the seed's model; they are also ModelParams' defaults.
+    "model": {
+        "architecture": choice(ARCHITECTURES, "seed"),
+        "attention": choice(ATTENTION_SCORES, "dot"),
+        "bidirectional": boolean(False),
     },
     # The defaults reproduce the seed; they are also TrainParams' defaults.
     "train": {
@@ -125,6 +141,10 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "evaluate": {
         "batch_size": integer(1),
         "length_margin": integer(0),
+        # 1: greedy decoding, as the seed; above 1: beam search of that width.
+        "beam_width": integer(1, 1),
+        # Beam search picks the highest log-probability / length ** length_alpha.
+        "length_alpha": number(0, default=1.0),
     },
     "tracking": {
         "experiment_name": text(),
@@ -159,6 +179,11 @@ def _check_section(name: str, values: Any, path: str) -> dict[str, Any]:
         if not spec.accepts(value):
             raise CharmtError(f"{path}: {name}.{key} = {value!r}; must be {spec.allowed}")
         checked[key] = value
+    if name == "model" and checked["bidirectional"] and checked["architecture"] != "attention":
+        raise CharmtError(
+            f"{path}: model.bidirectional = True needs model.architecture: attention, not "
+            f"{checked['architecture']!r} (the seed's model is unidirectional)"
+        )
     if name == "preprocess":
         held_out = checked["validation_fraction"] + checked["test_fraction"]
         if held_out >= 1:
@@ -195,11 +220,15 @@ def load_params(path: str | os.PathLike[str] = "params.yaml") -> dict[str, Any]:
     return params
 
 
+_OPTIONAL = ("model", "registry")
+
+
 def load_sections(path: str | os.PathLike[str], names: Iterable[str]) -> dict[str, dict[str, Any]]:
     """The sections ``names`` of the params file at ``path``, each checked, defaults filled in.
 
     Every section that is present is checked too (unknown keys, wrong values): a mistake anywhere
-    in params.yaml is reported by whichever stage runs first. The ``registry`` section is optional.
+    in params.yaml is reported by whichever stage runs first. The ``model`` and ``registry``
+    sections are optional (all defaults).
     """
     params = load_params(path)
     names = list(names)
@@ -207,7 +236,7 @@ def load_sections(path: str | os.PathLike[str], names: Iterable[str]) -> dict[st
         if name in params and name not in names:
             _check_section(name, params[name], str(path))
     return {
-        name: _check_section(name, params.get(name, {} if name == "registry" else None), str(path))
+        name: _check_section(name, params.get(name, {} if name in _OPTIONAL else None), str(path))
         for name in names
     }
 
@@ -247,3 +276,24 @@ class TrainParams:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    """The ``model`` section of params.yaml; the defaults (``SCHEMA["model"]``) are the seed's."""
+
+    architecture: str = "seed"
+    # attention only: how a decoder output is scored against each encoder output.
+    attention: str = "dot"
+    # attention only: a bidirectional encoder of latent_dim / 2 units each way, so its
+    # concatenated states still fit the decoder's latent_dim.
+    bidirectional: bool = False
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any] | None, path: str = "params.yaml") -> ModelParams:
+        """Params from a params.yaml section (``None``: the defaults), checked."""
+        if values is not None and not isinstance(values, dict):
+            raise CharmtError(
+                f"{path}: model must be a mapping (architecture: ...), got {values!r}"
+            )
+        return cls(**check_section("model", values or {}, path))

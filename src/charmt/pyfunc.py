@@ -8,6 +8,7 @@ A request is checked before any work, and refused with a message that says what 
 ``MlflowException`` with INVALID_PARAMETER_VALUE, which ``mlflow models serve`` answers with HTTP
 400 while it keeps serving):
 
+- ``beam_width`` (a param; 1, the default, is greedy decoding) from 1 to ``MAX_BEAM_WIDTH``;
 - at most ``MAX_SENTENCES`` sentences per request, and at least one;
 - each sentence a string of at most ``MAX_CHARACTERS`` characters;
 - no control characters (tabs, newlines, NUL, ...: one request line is one sentence);
@@ -32,6 +33,8 @@ ARTIFACT = "translator"
 # has English sentences of at most 16 characters; the whole Tatoeba file, a few hundred).
 MAX_SENTENCES = 1024
 MAX_CHARACTERS = 1000
+# Beam search costs about beam_width times greedy decoding; wider beams gain nothing here.
+MAX_BEAM_WIDTH = 16
 _CONTROL = ("Cc", "Cs")  # control characters and lone surrogates
 
 
@@ -81,10 +84,20 @@ def check_request(sentences: Any, known: set[str]) -> list[str]:
     return sentences
 
 
+def check_beam_width(width: Any) -> int:
+    """``width`` if it is a beam width the server accepts; else an ``MlflowException`` (400)."""
+    if isinstance(width, bool) or not isinstance(width, int) or not 1 <= width <= MAX_BEAM_WIDTH:
+        raise _refuse(
+            f"beam_width = {width!r}; must be an integer from 1 (greedy) to {MAX_BEAM_WIDTH}"
+        )
+    return width
+
+
 class TranslatorModel(mlflow.pyfunc.PythonModel):
     """English strings in, French strings out: ``predict(["Go."]) -> ["Va !"]``.
 
-    The type hints of ``predict`` give the model its ``[string] -> [string]`` signature.
+    The type hints of ``predict`` give the model its ``[string] -> [string]`` signature; the
+    logged input example adds the one param, ``beam_width`` (1, the default: greedy decoding).
     """
 
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
@@ -94,8 +107,12 @@ class TranslatorModel(mlflow.pyfunc.PythonModel):
         self.known = set(self.translator.vocabularies.source.chars)
 
     def predict(self, model_input: list[str], params: dict[str, Any] | None = None) -> list[str]:
-        """Translations of ``model_input``; a bad request raises an ``MlflowException`` (400)."""
-        return self.translator.translate(check_request(model_input, self.known))
+        """Translations of ``model_input``, greedy or with ``params["beam_width"]``; a bad request
+        raises an ``MlflowException`` (400)."""
+        beam_width = check_beam_width((params or {}).get("beam_width", 1))
+        return self.translator.translate(
+            check_request(model_input, self.known), beam_width=beam_width
+        )
 
 
 # Models from code: this is the object MLflow serves when it loads the logged file.

@@ -147,6 +147,33 @@ def log_missing_epochs(run_id: str, rows: Sequence[Mapping[str, float]]) -> None
             log_epoch(row)
 
 
+def evaluation_run(
+    experiment_name: str, run_id: str, params: Mapping[str, Any]
+) -> mlflow.ActiveRun:
+    """The run an evaluation with ``params`` (dotted names) logs into: the training run ``run_id``
+    when it holds no other values for them, else a new child run of it.
+
+    MLflow refuses to change a logged param, and re-evaluating a trained model with other
+    decoding params (``dvc exp run -S evaluate.beam_width=5``) re-runs only the evaluate stage.
+    """
+    use_experiment(experiment_name)
+    try:
+        logged = mlflow.get_run(run_id).data.params
+    except mlflow.exceptions.MlflowException as error:
+        raise CharmtError(
+            f"MLflow run {run_id} not found in {tracking_uri()} ({error}); was the model trained "
+            "against another tracking store? Set MLFLOW_TRACKING_URI or re-run the train stage"
+        ) from None
+    if all(logged.get(k, str(v)) == str(v) for k, v in params.items()):
+        return resume_run(experiment_name, run_id)
+    parent = mlflow.get_run(run_id)
+    return mlflow.start_run(
+        experiment_id=parent.info.experiment_id,
+        run_name=f"{parent.info.run_name}-evaluation",
+        tags={**run_tags(), "mlflow.parentRunId": run_id},
+    )
+
+
 def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """``{"train": {"epochs": 3}}`` -> ``{"train.epochs": 3}``: params.yaml's dotted names."""
     flat: dict[str, Any] = {}
@@ -190,7 +217,8 @@ def log_trained_model(translator: Translator, directory: Path) -> None:
         python_model=Path(pyfunc.__file__),
         artifacts={pyfunc.ARTIFACT: str(directory)},
         code_paths=[str(Path(charmt.__file__).parent)],
-        input_example=["Go.", "I'm sorry."],
+        # With params: the signature then accepts beam_width (see charmt.pyfunc).
+        input_example=(["Go.", "I'm sorry."], {"beam_width": 1}),
     )
 
 

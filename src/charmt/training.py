@@ -26,7 +26,7 @@ from charmt.checkpoint import Checkpoint, Checkpoints
 from charmt.data import Pair
 from charmt.errors import CharmtError
 from charmt.model import build_model, build_optimizer, compile_model
-from charmt.params import TrainParams
+from charmt.params import ModelParams, TrainParams
 from charmt.vocab import Vocabularies
 
 __all__ = ["HISTORY_COLUMNS", "TrainParams", "TrainResult", "to_dataset", "train_model"]
@@ -207,8 +207,10 @@ def train_model(
     verbose: int = 2,
     checkpoints: Checkpoints | None = None,
     checkpoint_extra: Mapping[str, Any] | None = None,
+    architecture: ModelParams | None = None,
 ) -> TrainResult:
-    """Build, compile and fit the model; ``on_epoch`` receives each epoch's history row.
+    """Build, compile and fit the model of ``architecture`` (default: the seed's); ``on_epoch``
+    receives each epoch's history row.
 
     With ``params.keep_best`` the returned model has the weights of the epoch with the lowest
     val_loss, while the history covers every epoch run.
@@ -230,6 +232,7 @@ def train_model(
         vocabularies.target.size,
         params.latent_dim,
         params.training_precision,
+        architecture,
     )
     compile_model(model, optimizer_for(params))
     train_batches = LengthBatches(

@@ -1,9 +1,9 @@
 """A trained model with everything inference needs, saved as one directory.
 
 ``models/`` holds ``model.keras`` (the training model; inference models are rebuilt from its
-layers), ``vocabularies.json``, and ``model.json`` (the directory's format version, the longest
-training sentences, which set the decoding length cap, and the sha256 of the other two files).
-``Translator.translate`` turns English strings into French strings.
+layers), ``vocabularies.json``, and ``model.json`` (the directory's format version, the
+architecture, the longest training sentences, which set the decoding length cap, and the sha256 of
+the other two files). ``Translator.translate`` turns English strings into French strings.
 
 Loading checks everything it can: a directory written by another version of charmt, a missing,
 truncated, corrupted or edited file, or a vocabulary that does not fit the model is refused with
@@ -12,6 +12,7 @@ one line naming the file and what to do, never a traceback and never a wrong tra
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -26,8 +27,9 @@ import numpy as np
 from charmt.atomic import write_json
 from charmt.batches import pad
 from charmt.data import Pair
-from charmt.decoding import GreedyDecoder
+from charmt.decoding import BeamDecoder, GreedyDecoder
 from charmt.errors import CharmtError
+from charmt.model import ModelParams, architecture_of
 from charmt.vocab import Vocabularies
 
 log = logging.getLogger(__name__)
@@ -45,7 +47,7 @@ DEFAULT_BATCH_SIZE = 256
 
 @dataclass
 class Translator:
-    """Greedy English-to-French translation with a trained model."""
+    """English-to-French translation with a trained model, greedy or by beam search."""
 
     model: keras.Model
     vocabularies: Vocabularies
@@ -53,7 +55,24 @@ class Translator:
     max_target_length: int
 
     def __post_init__(self) -> None:
-        self._decoder = GreedyDecoder(self.model)
+        self._decoders: dict[tuple[int, float], GreedyDecoder | BeamDecoder] = {
+            (1, 1.0): GreedyDecoder(self.model)
+        }
+
+    def decoder(
+        self, beam_width: int = 1, length_alpha: float = 1.0
+    ) -> GreedyDecoder | BeamDecoder:
+        """The greedy decoder (``beam_width`` 1), else a beam decoder; each is built once."""
+        if isinstance(beam_width, bool) or not isinstance(beam_width, int) or beam_width < 1:
+            raise CharmtError(
+                f"beam width must be a positive integer (1: greedy), got {beam_width!r}"
+            )
+        if beam_width == 1:
+            return self._decoders[(1, 1.0)]
+        key = (beam_width, float(length_alpha))
+        if key not in self._decoders:
+            self._decoders[key] = BeamDecoder(self.model, beam_width, length_alpha)
+        return self._decoders[key]
 
     @classmethod
     def from_training(
@@ -77,6 +96,7 @@ class Translator:
             directory / INFO_FILE,
             {
                 "format_version": FORMAT_VERSION,
+                "architecture": dataclasses.asdict(architecture_of(self.model)),
                 "max_source_length": self.max_source_length,
                 "max_target_length": self.max_target_length,
                 "sha256": {
@@ -118,6 +138,18 @@ class Translator:
                 f"{reason}); {RETRAIN}"
             ) from None
         _check_fit(model, vocabularies, directory)
+        # Written by train since the attention model exists; older directories hold the seed's.
+        try:
+            recorded = ModelParams.from_dict(info.get("architecture"))
+        except (CharmtError, TypeError) as error:
+            raise CharmtError(
+                f"{directory / INFO_FILE}: unreadable architecture ({error}); re-run training"
+            ) from None
+        if recorded != architecture_of(model):
+            raise CharmtError(
+                f"{directory / INFO_FILE}: records {recorded} but {MODEL_FILE} is "
+                f"{architecture_of(model)}; the directory is mixed up, re-run training"
+            )
         return cls(
             model, vocabularies, int(info["max_source_length"]), int(info["max_target_length"])
         )
@@ -127,8 +159,11 @@ class Translator:
         sentences: Sequence[str],
         batch_size: int = DEFAULT_BATCH_SIZE,
         length_margin: int = DEFAULT_LENGTH_MARGIN,
+        beam_width: int = 1,
+        length_alpha: float = 1.0,
     ) -> list[str]:
-        """Translate each sentence greedily, in batches of similar length.
+        """Translate each sentence, in batches of similar length: greedily with ``beam_width`` 1,
+        else by beam search (``charmt.decoding.BeamDecoder``, normalised by length ** alpha).
 
         Characters never seen in training become the unknown token (one warning lists them); an
         empty sentence gives an empty translation; a sentence longer than any in training is still
@@ -136,6 +171,7 @@ class Translator:
         ``output_cap(length_margin)`` characters: the longest training target plus
         ``length_margin``.
         """
+        decoder = self.decoder(beam_width, length_alpha)
         self._warn_about_inputs(sentences)
         encoded = [np.array(self.vocabularies.source.encode(s), dtype=np.int32) for s in sentences]
         max_length = self.output_cap(length_margin)
@@ -146,7 +182,7 @@ class Translator:
         )
         for start in range(0, len(order), batch_size):
             rows = order[start : start + batch_size]
-            output = self._decoder(pad([encoded[i] for i in rows]), max_length)
+            output = decoder(pad([encoded[i] for i in rows]), max_length)
             for i, ids in zip(rows, output, strict=True):
                 translations[i] = self.vocabularies.target.decode(ids)
         return translations
