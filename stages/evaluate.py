@@ -1,4 +1,5 @@
-"""Stage evaluate: score greedy decoding on the test split; log into the model's MLflow run."""
+"""Stage evaluate: score greedy decoding on the test split; log into the model's MLflow run;
+register the model and move the ``champion`` alias when it beats the current champion."""
 
 import argparse
 import json
@@ -6,7 +7,7 @@ from pathlib import Path
 
 import mlflow
 
-from charmt import tracking
+from charmt import registry, tracking
 from charmt.atomic import write_json, write_table
 from charmt.data import load_split
 from charmt.errors import exit_on_error
@@ -22,25 +23,34 @@ def main() -> None:
     parser.add_argument("--model", type=Path, required=True, help="train stage model directory")
     parser.add_argument("--metrics", type=Path, required=True, help="evaluation metrics (JSON)")
     parser.add_argument("--samples", type=Path, required=True, help="every test sentence (TSV)")
+    parser.add_argument("--promotion", type=Path, required=True, help="registry decision (JSON)")
     args = parser.parse_args()
 
     params = load_params(args.params)
     options = section(params, "evaluate")
+    model_name = registry.model_name(section(params, "registry"))
+    tracking.check_reachable()
+    run_id = tracking.read_run_id(args.model)
+    translator = Translator.load(args.model)
+    test_pairs = load_split(args.prepared, "test")
     result = evaluate(
-        Translator.load(args.model),
-        load_split(args.prepared, "test"),
+        translator,
+        test_pairs,
         batch_size=options["batch_size"],
         length_margin=options["length_margin"],
     )
     write_table(args.samples, result.samples, SAMPLE_COLUMNS, delimiter="\t")
     write_json(args.metrics, result.metrics)
 
-    run_id = tracking.read_run_id(args.model)
     with tracking.resume_run(section(params, "tracking")["experiment_name"], run_id):
         mlflow.log_params(tracking.flatten({"evaluate": options}))
         tracking.log_summary(result.metrics)
         mlflow.log_artifact(str(args.samples))
+        promotion = registry.promote(run_id, model_name, translator, test_pairs, result.metrics)
+        registry.log_promotion(promotion)
+    write_json(args.promotion, promotion.as_dict())
     print(json.dumps(result.metrics, indent=2))
+    print(promotion.decision)
 
 
 if __name__ == "__main__":

@@ -8,13 +8,8 @@ import argparse
 from pathlib import Path
 
 from charmt import tracking
-from charmt.atomic import atomic_dir, write_json, write_table
-from charmt.data import VOCABULARIES_FILE, load_split, split_statistics
 from charmt.errors import exit_on_error
 from charmt.params import load_params, section
-from charmt.training import HISTORY_COLUMNS, TrainParams, train_model
-from charmt.translator import Translator
-from charmt.vocab import Vocabularies
 
 
 def main() -> None:
@@ -27,31 +22,42 @@ def main() -> None:
     args = parser.parse_args()
 
     params = load_params(args.params)
+    experiment = section(params, "tracking")["experiment_name"]
+    uri = tracking.check_reachable()  # seconds, before any data is read or any training
+    # Imported after the check: TensorFlow alone takes seconds to import.
+    from charmt.atomic import atomic_dir, write_json, write_table
+    from charmt.data import VOCABULARIES_FILE, load_split, split_statistics
+    from charmt.training import HISTORY_COLUMNS, TrainParams, train_model
+    from charmt.translator import Translator
+    from charmt.vocab import Vocabularies
+
     train_params = TrainParams.from_dict(section(params, "train"))
     train, validation = load_split(args.prepared, "train"), load_split(args.prepared, "validation")
     vocabularies = Vocabularies.load(args.prepared / VOCABULARIES_FILE)
 
-    with tracking.start_run(section(params, "tracking")["experiment_name"]) as run:
-        tracking.log_params({name: params[name] for name in ("data", "preprocess", "train")})
-        tracking.log_summary(
+    with tracking.training_run(experiment) as run:
+        run.log_setup(
+            {name: params[name] for name in ("data", "preprocess", "train")},
             split_statistics(
                 len(train) + len(validation), {"train": train, "validation": validation}
             ),
-            prefix="data.",
         )
-        result = train_model(
-            train, validation, vocabularies, train_params, on_epoch=tracking.log_epoch
-        )
-        tracking.log_summary(result.summary)
+        result = train_model(train, validation, vocabularies, train_params, on_epoch=run.log_epoch)
         translator = Translator.from_training(result.model, vocabularies, train)
+        # Saved before anything more is logged: if the store went away, the training is kept.
         with atomic_dir(args.model) as model_dir:
             translator.save(model_dir)
-            tracking.log_trained_model(translator, model_dir)
-            tracking.write_run_id(model_dir, run.info.run_id)
-
-    write_table(args.history, result.history, HISTORY_COLUMNS)
-    write_json(args.metrics, result.summary)
-    print(f"MLflow run {run.info.run_id} in {tracking.tracking_uri()}")
+            tracking.write_run_id(model_dir, run.run_id)
+        write_table(args.history, result.history, HISTORY_COLUMNS)
+        write_json(args.metrics, result.summary)
+        run.finish(
+            translator,
+            args.model,
+            result.history,
+            result.summary,
+            recovery=tracking.recovery_command(args.model, args.history, args.metrics),
+        )
+    print(f"MLflow run {run.run_id} in {uri}")
 
 
 if __name__ == "__main__":
