@@ -56,9 +56,9 @@ def wait_until_up(url: str, process: subprocess.Popen, log: Path, timeout: float
         if process.poll() is not None:
             pytest.fail(f"{url} exited with {process.returncode}:\n{log.read_text()[-3000:]}")
         try:
-            if requests.get(url, timeout=2).ok:
+            if requests.get(url, timeout=5).ok:
                 return
-        except requests.ConnectionError:
+        except requests.RequestException:  # not up yet, or too busy starting to answer
             pass
         time.sleep(0.5)
     pytest.fail(f"{url} not up after {timeout} s:\n{log.read_text()[-3000:]}")
@@ -166,6 +166,9 @@ class TrackingServer:
                 start_new_session=True,
             )
         wait_until_up(f"{self.uri}/health", self.process, log)
+        # Up for clients when its API answers from the store, not just its health check.
+        api = f"{self.uri}/api/2.0/mlflow/experiments/get-by-name?experiment_name=Default"
+        wait_until_up(api, self.process, log)
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.process is not None:

@@ -194,8 +194,9 @@ def read_run_id(model_dir: str | os.PathLike[str]) -> str:
 # MLflow's HTTP client retries a failed request 7 times with exponential backoff and waits up to
 # 120 s per attempt: against a stopped server one call takes ~250 s. These settings bound that.
 
-# Checking reachability: one retry, 3 s per attempt, so a stage fails in seconds.
-CHECK_RETRIES, CHECK_TIMEOUT_S = 1, 3
+# Checking reachability: one retry, 5 s per attempt, so a stage fails in seconds. A refused
+# connection or an unknown host fails at once; the timeout only bounds a server that hangs.
+CHECK_RETRIES, CHECK_TIMEOUT_S = 1, 5
 # Logging during training: a short hiccup is retried, a dead server costs seconds, not minutes.
 TRAINING_RETRIES, TRAINING_TIMEOUT_S = 2, 10
 
