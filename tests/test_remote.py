@@ -50,7 +50,7 @@ def team(tmp_path_factory) -> dict[str, Any]:
     dvc.lock, which pins every output) and data and models to a local-directory DVC remote."""
     root = tmp_path_factory.mktemp("remote")
     origin, storage = root / "origin.git", root / "dvc-storage"
-    run(["git", "init", "-q", "--bare", str(origin)], root)
+    run(["git", "init", "-q", "--bare", "--initial-branch=main", str(origin)], root)
     # Registration is not what this test is about: off, which also runs its null path.
     params = {**TINY_PARAMS, "registry": {"model_name": None}}
     project = make_project(root / "alice", write_tiny_zip(root / "fra-eng.zip"), params)

