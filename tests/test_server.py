@@ -10,6 +10,7 @@ runs as the ``postgres`` system user in a directory it owns.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pwd
@@ -65,14 +66,15 @@ def wait_until_up(url: str, process: subprocess.Popen, log: Path, timeout: float
 
 
 def stop(process: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
-    """Stop a server started in its own session, and every process it started."""
-    if process.poll() is None:
+    """Stop a server started in its own session, and every process it started (``mlflow server``
+    runs uvicorn and job consumers, which can outlive it)."""
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, sig)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=30)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=15)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)  # whatever is left of the group
+    process.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")
@@ -165,14 +167,19 @@ class TrackingServer:
                 env=subprocess_env(),
                 start_new_session=True,
             )
-        wait_until_up(f"{self.uri}/health", self.process, log)
-        # Up for clients when its API answers from the store, not just its health check.
-        api = f"{self.uri}/api/2.0/mlflow/experiments/get-by-name?experiment_name=Default"
-        wait_until_up(api, self.process, log)
+        try:
+            wait_until_up(f"{self.uri}/health", self.process, log)
+            # Up for clients when its API answers from the store, not just its health check.
+            api = f"{self.uri}/api/2.0/mlflow/experiments/get-by-name?experiment_name=Default"
+            wait_until_up(api, self.process, log)
+        except BaseException:
+            self.stop()
+            raise
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.process is not None:
+        if self.process is not None:  # once per start: its process group id may be reused later
             stop(self.process, sig)
+            self.process = None
 
 
 @pytest.fixture(scope="module")
