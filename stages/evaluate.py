@@ -1,5 +1,6 @@
 """Stage evaluate: score decoding (greedy, or beam search) on the test split; log into the model's
-MLflow run."""
+MLflow run; register the model and move the ``champion`` alias when it beats the current champion.
+"""
 
 import argparse
 import json
@@ -16,39 +17,49 @@ def main() -> None:
     parser.add_argument("--model", type=Path, required=True, help="train stage model directory")
     parser.add_argument("--metrics", type=Path, required=True, help="evaluation metrics (JSON)")
     parser.add_argument("--samples", type=Path, required=True, help="every test sentence (TSV)")
+    parser.add_argument("--promotion", type=Path, required=True, help="registry decision (JSON)")
     args = parser.parse_args()
 
-    params = load_sections(args.params, ["evaluate", "tracking"])
+    params = load_sections(args.params, ["evaluate", "tracking", "registry"])
     options = params["evaluate"]
 
     # Imported once the params are known to be good: a mistake fails before TensorFlow loads.
     import mlflow
 
-    from charmt import tracking
+    from charmt import registry, tracking
     from charmt.atomic import write_json, write_table
     from charmt.data import load_split
     from charmt.evaluation import SAMPLE_COLUMNS, evaluate
     from charmt.translator import Translator
 
+    tracking.check_reachable()
+    translator = Translator.load(args.model)
+    test_pairs = load_split(args.prepared, "test")
+    run_id = tracking.read_run_id(args.model)  # before the evaluation, so a bad one fails fast
     result = evaluate(
-        Translator.load(args.model),
-        load_split(args.prepared, "test"),
+        translator,
+        test_pairs,
         batch_size=options["batch_size"],
         length_margin=options["length_margin"],
-        beam_width=options.get("beam_width", 1),
-        length_alpha=options.get("length_alpha", 1.0),
+        beam_width=options["beam_width"],
+        length_alpha=options["length_alpha"],
     )
     write_table(args.samples, result.samples, SAMPLE_COLUMNS, delimiter="\t")
     write_json(args.metrics, result.metrics)
 
-    run_id = tracking.read_run_id(args.model)
     logged_params = tracking.flatten({"evaluate": options})
     with tracking.evaluation_run(params["tracking"]["experiment_name"], run_id, logged_params):
         mlflow.log_params(logged_params)
         mlflow.set_tag("decoding", result.metrics["decoding"])
         tracking.log_summary(result.metrics)
         mlflow.log_artifact(str(args.samples))
+        promotion = registry.promote(
+            run_id, params["registry"]["model_name"], translator, test_pairs, result.metrics
+        )
+        registry.log_promotion(promotion)
+    write_json(args.promotion, promotion.as_dict())
     print(json.dumps(result.metrics, indent=2))
+    print(promotion.decision)
 
 
 if __name__ == "__main__":

@@ -29,8 +29,11 @@ def main() -> None:
     args = parser.parse_args()
     params = load_sections(args.params, SECTIONS)
 
-    # Imported once the params are known to be good: a mistake fails before TensorFlow loads.
+    experiment = params["tracking"]["experiment_name"]
     from charmt import tracking
+
+    uri = tracking.check_reachable()  # seconds, before any data is read or any training
+    # Imported once the params and the store are known to be good: TensorFlow takes seconds.
     from charmt.atomic import atomic_dir, write_json, write_table
     from charmt.checkpoint import Checkpoints, file_digest, fingerprint
     from charmt.data import VOCABULARIES_FILE, load_split, split_statistics
@@ -41,7 +44,6 @@ def main() -> None:
 
     train_params = TrainParams.from_dict(params["train"])
     model_params = ModelParams.from_dict(params["model"])
-    experiment = params["tracking"]["experiment_name"]
     train, validation = load_split(args.prepared, "train"), load_split(args.prepared, "validation")
     vocabularies = Vocabularies.load(args.prepared / VOCABULARIES_FILE)
 
@@ -58,50 +60,48 @@ def main() -> None:
     )
     checkpoints.discard_stale()
     resumed = checkpoints.latest()
-    active = None
-    if resumed is not None:
-        active = tracking.reopen_interrupted_run(experiment, resumed.state["extra"]["run_id"])
-        if active is None:  # the run is gone (another store?): its checkpoint is no use
-            checkpoints.clear()
-            resumed = None
-    if active is None:
-        active = tracking.start_run(experiment)
+    resume_run_id = resumed.state["extra"]["run_id"] if resumed is not None else None
 
-    with tracking.ending_killed_on_interrupt(active) as run:
-        if resumed is None:
-            tracking.log_params(
-                {name: params[name] for name in ("data", "preprocess", "model", "train")}
-            )
-            tracking.log_summary(
+    with tracking.training_run(experiment, resume_run_id) as run:
+        if run.resumed:
+            print(f"resuming MLflow run {run.run_id} after epoch {resumed.epoch}")
+        else:
+            if resumed is not None:  # its run is gone (another store?): the checkpoint is no use
+                checkpoints.clear()
+            run.log_setup(
+                {name: params[name] for name in ("data", "preprocess", "model", "train")},
                 split_statistics(
                     len(train) + len(validation), {"train": train, "validation": validation}
                 ),
-                prefix="data.",
             )
-        else:
-            print(f"resuming MLflow run {run.info.run_id} after epoch {resumed.epoch}")
-            tracking.log_missing_epochs(run.info.run_id, resumed.state["rows"])
         result = train_model(
             train,
             validation,
             vocabularies,
             train_params,
-            on_epoch=tracking.log_epoch,
+            on_epoch=run.log_epoch,
             checkpoints=checkpoints,
-            checkpoint_extra={"run_id": run.info.run_id},
+            checkpoint_extra={"run_id": run.run_id},
             architecture=model_params,
         )
-        tracking.log_summary(result.summary)
         translator = Translator.from_training(result.model, vocabularies, train)
+        # Saved before anything more is logged: if the store went away, the training is kept.
         with atomic_dir(args.model) as model_dir:
             translator.save(model_dir)
-            tracking.log_trained_model(translator, model_dir)
-            tracking.write_run_id(model_dir, run.info.run_id)
-
-    write_table(args.history, result.history, HISTORY_COLUMNS)
-    write_json(args.metrics, result.summary)
-    checkpoints.clear()
-    print(f"MLflow run {run.info.run_id} in {tracking.tracking_uri()}")
+            tracking.write_run_id(model_dir, run.run_id)
+        write_table(args.history, result.history, HISTORY_COLUMNS)
+        write_json(args.metrics, result.summary)
+        checkpoints.clear()  # the outputs hold the training now
+        # Logs what the run lacks (epochs checkpointed but not logged before a kill, the summary,
+        # both models) and ends it FINISHED; fails naming the recovery command if the store left.
+        run.finish(
+            translator,
+            args.model,
+            result.history,
+            result.summary,
+            recovery=tracking.recovery_command(args.model, args.history, args.metrics),
+        )
+    print(f"MLflow run {run.run_id} in {uri}")
 
 
 if __name__ == "__main__":

@@ -60,6 +60,20 @@ def run(command: list[str], cwd: Path, timeout: float = 600, **extra_env: str) -
     return output
 
 
+def stdout_lines(
+    command: list[str], cwd: Path, timeout: float = 600, **extra_env: str
+) -> list[str]:
+    """Like ``run``, but only the command's standard output, as lines (no warnings, no logs)."""
+    env = subprocess_env(**extra_env)
+    if "MLFLOW_TRACKING_URI" not in extra_env:
+        env.pop("MLFLOW_TRACKING_URI", None)
+    done = subprocess.run(
+        command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
+    assert done.returncode == 0, f"{' '.join(command)} failed:\n{done.stderr[-5000:]}"
+    return done.stdout.splitlines()
+
+
 def write_tiny_zip(path: Path, count: int = 300, seed: int = 4) -> Path:
     """A fra-eng.zip in the current three-column form: reversal pairs, plus a source with two
     more references (``abc``)."""

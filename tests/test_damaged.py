@@ -161,6 +161,8 @@ def _evaluate(tmp_path, model_dir, prepared):
             "eval.json",
             "--samples",
             "samples.tsv",
+            "--promotion",
+            "promotion.json",
         ],
         cwd=tmp_path,
         capture_output=True,

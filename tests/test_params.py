@@ -42,6 +42,8 @@ STAGE_ARGS = {
         "eval.json",
         "--samples",
         "samples.tsv",
+        "--promotion",
+        "promotion.json",
     ],
 }
 

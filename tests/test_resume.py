@@ -255,21 +255,21 @@ def test_an_interrupted_run_ends_killed_and_a_failed_one_failed(mlflow_store):
 
     from charmt import tracking
 
-    with (
-        pytest.raises(KeyboardInterrupt),
-        tracking.ending_killed_on_interrupt(tracking.start_run("charmt-test")) as run,
-    ):
+    with pytest.raises(KeyboardInterrupt), tracking.training_run("charmt-test") as run:
+        assert not run.resumed
         raise KeyboardInterrupt
-    assert mlflow.get_run(run.info.run_id).info.status == "KILLED"
+    assert mlflow.get_run(run.run_id).info.status == "KILLED"
 
-    reopened = tracking.reopen_interrupted_run("charmt-test", run.info.run_id)
-    assert reopened is not None and reopened.info.run_id == run.info.run_id
-    with pytest.raises(RuntimeError), tracking.ending_killed_on_interrupt(reopened):
+    with pytest.raises(RuntimeError), tracking.training_run("charmt-test", run.run_id) as again:
+        assert again.resumed and again.run_id == run.run_id
         raise RuntimeError("boom")
-    assert mlflow.get_run(run.info.run_id).info.status == "FAILED"
+    assert mlflow.get_run(run.run_id).info.status == "FAILED"
 
-    assert tracking.reopen_interrupted_run("another-experiment", run.info.run_id) is None
-    assert tracking.reopen_interrupted_run("charmt-test", "0" * 32) is None
+    # A run of another experiment, or one the store does not have: a new run, not a resume.
+    for experiment, run_id in (("another-experiment", run.run_id), ("charmt-test", "0" * 32)):
+        with tracking.training_run(experiment, run_id) as fresh:
+            assert not fresh.resumed and fresh.run_id != run.run_id
+        mlflow.end_run()
 
 
 def test_sigterm_unwinds_like_ctrl_c(tmp_path):
@@ -304,15 +304,18 @@ def test_sigterm_unwinds_like_ctrl_c(tmp_path):
     assert marker.exists()
 
 
-def test_epochs_checkpointed_but_not_logged_are_logged_once_on_resume(mlflow_store):
+def test_epochs_checkpointed_but_not_logged_are_logged_once_on_resume(mlflow_store, trained):
     import mlflow
 
     from charmt import tracking
 
     rows = [{"epoch": e, "loss": 1.0 / e, "val_loss": 2.0 / e} for e in (1, 2, 3)]
-    with tracking.start_run("charmt-test") as run:
-        tracking.log_epoch(rows[0])  # killed after checkpointing epochs 2 and 3, before logging
-    with tracking.reopen_interrupted_run("charmt-test", run.info.run_id):
-        tracking.log_missing_epochs(run.info.run_id, rows)
-    history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "val_loss")
+    with pytest.raises(KeyboardInterrupt), tracking.training_run("charmt-test") as run:
+        run.log_epoch(rows[0])  # killed after checkpointing epoch 2, before logging it
+        raise KeyboardInterrupt
+    with tracking.training_run("charmt-test", run.run_id) as resumed:
+        resumed.log_epoch(rows[2])  # resumed after epoch 2, epoch 3 ran
+        resumed.finish(trained.translator, trained.model_dir, rows, {}, recovery="-")
+    history = mlflow.MlflowClient().get_metric_history(run.run_id, "val_loss")
     assert sorted((m.step, m.value) for m in history) == [(e, 2.0 / e) for e in (1, 2, 3)]
+    assert mlflow.get_run(run.run_id).info.status == "FINISHED"

@@ -1,5 +1,6 @@
 """MLflow tracking: where runs go, what a training run records, and the logged models."""
 
+import os
 from pathlib import Path
 
 import mlflow
@@ -7,6 +8,7 @@ import numpy as np
 import pytest
 
 from charmt import tracking
+from charmt.errors import CharmtError
 
 
 def test_uri_defaults_to_the_project_store_even_in_a_dvc_experiment_copy(tmp_path, monkeypatch):
@@ -113,3 +115,30 @@ def test_evaluation_with_other_params_logs_into_a_child_run():
     assert child.data.tags["mlflow.parentRunId"] == run.info.run_id
     assert child.data.params["evaluate.beam_width"] == "5"
     assert mlflow.get_run(run.info.run_id).data.params["evaluate.beam_width"] == "1"
+
+
+def test_an_unreachable_server_fails_at_once_naming_the_uri(monkeypatch):
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    uri = f"http://127.0.0.1:{port}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    before = os.environ.get("MLFLOW_HTTP_REQUEST_MAX_RETRIES")
+    with pytest.raises(CharmtError, match="not reachable") as raised:
+        tracking.check_reachable()
+    message = str(raised.value)
+    assert uri in message and "MLFLOW_TRACKING_URI" in message and "\n" not in message
+    # The bounded settings apply to that check only: MLflow's own are back afterwards.
+    assert os.environ.get("MLFLOW_HTTP_REQUEST_MAX_RETRIES") == before
+
+
+def test_a_wrong_uri_fails_naming_it(monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "htp://typo:5000")
+    with pytest.raises(CharmtError, match="htp://typo:5000"):
+        tracking.check_reachable()
+
+
+def test_the_local_store_is_reachable(mlflow_store):
+    assert tracking.check_reachable() == mlflow_store

@@ -4,6 +4,7 @@ charmt translate "Go." "I'm sorry."          # one translation a line
 echo "Go." | charmt translate                 # sentences from standard input, one a line
 charmt translate --model models:/m-... "Go."  # an MLflow model instead of models/
 charmt translate --beam-width 5 "Go."         # beam search instead of greedy decoding
+charmt log-training                           # log a training saved while the server was away
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 
 from charmt.errors import CharmtError, exit_on_error
 
@@ -67,6 +69,13 @@ def translate(args: argparse.Namespace) -> None:
         sys.stdout.flush()
 
 
+def log_training(args: argparse.Namespace) -> None:
+    from charmt import tracking
+
+    run_id = tracking.log_saved_training(args.model, args.history, args.metrics)
+    print(f"logged {args.model} to MLflow run {run_id} in {tracking.tracking_uri()}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="charmt", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -89,9 +98,17 @@ def main(argv: list[str] | None = None) -> None:
         default=1,
         help="1 (default): greedy decoding; N > 1: beam search keeping N hypotheses",
     )
+    log_parser = commands.add_parser(
+        "log-training",
+        help="log a training the train stage saved while the MLflow server was away",
+    )
+    log_parser.add_argument("--model", type=Path, default=Path("models"))
+    log_parser.add_argument("--history", type=Path, default=Path("metrics/history.csv"))
+    log_parser.add_argument("--metrics", type=Path, default=Path("metrics/train.json"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
-    exit_on_error(lambda: translate(args))
+    command = translate if args.command == "translate" else log_training
+    exit_on_error(lambda: command(args))
 
 
 if __name__ == "__main__":

@@ -9,10 +9,12 @@ written there would be deleted with the copy.
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
+import logging
 import os
 import subprocess
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +30,8 @@ from charmt.paths import project_root
 
 if TYPE_CHECKING:
     from charmt.translator import Translator
+
+log = logging.getLogger(__name__)
 
 DEFAULT_STORE = "mlflow.db"
 # Beside a trained model: the MLflow run that trained it, so that evaluation logs into that run.
@@ -120,33 +124,6 @@ def reopen_interrupted_run(experiment_name: str, run_id: str) -> mlflow.ActiveRu
     return mlflow.start_run(run_id=run_id)
 
 
-@contextlib.contextmanager
-def ending_killed_on_interrupt(run: mlflow.ActiveRun) -> Iterator[mlflow.ActiveRun]:
-    """Use ``run`` as a context: FINISHED on success, KILLED on Ctrl-C or SIGTERM, else FAILED.
-
-    Without this an interrupted run would end FAILED (MLflow's default for any exception), and a
-    killed process leaves it RUNNING until it is resumed.
-    """
-    with run:
-        try:
-            yield run
-        except KeyboardInterrupt:
-            mlflow.end_run(RunStatus.to_string(RunStatus.KILLED))
-            raise
-
-
-def log_missing_epochs(run_id: str, rows: Sequence[Mapping[str, float]]) -> None:
-    """Log the history rows whose epoch the run has no ``loss`` for (a resumed run's catch-up).
-
-    A checkpoint is written before its epoch is logged; a run killed in between is caught up here,
-    so the run ends with every epoch exactly once.
-    """
-    logged = {m.step for m in mlflow.MlflowClient().get_metric_history(run_id, "loss")}
-    for row in rows:
-        if int(row["epoch"]) not in logged:
-            log_epoch(row)
-
-
 def evaluation_run(
     experiment_name: str, run_id: str, params: Mapping[str, Any]
 ) -> mlflow.ActiveRun:
@@ -191,8 +168,9 @@ def log_epoch(row: Mapping[str, float]) -> None:
     mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=int(row["epoch"]))
 
 
-def log_trained_model(translator: Translator, directory: Path) -> None:
-    """Log the Keras model (``model``) and the string-to-string pyfunc (``translator``).
+def log_trained_model(translator: Translator, directory: Path, skip: Collection[str] = ()) -> None:
+    """Log the Keras model (``model``) and the string-to-string pyfunc (``translator``), except
+    those named in ``skip`` (already logged).
 
     ``directory`` is the saved translator (``Translator.save``): the pyfunc is built from it.
     """
@@ -211,7 +189,10 @@ def log_trained_model(translator: Translator, directory: Path) -> None:
     )
     # No input_example here: MLflow 3.17.2's Keras flavour writes the example before it creates
     # the model directory and fails. The translator pyfunc below carries one.
-    mlflow.keras.log_model(translator.model, name="model", signature=signature)
+    if "model" not in skip:
+        mlflow.keras.log_model(translator.model, name="model", signature=signature)
+    if "translator" in skip:
+        return
     mlflow.pyfunc.log_model(
         name="translator",
         python_model=Path(pyfunc.__file__),
@@ -250,3 +231,230 @@ def read_run_id(model_dir: str | os.PathLike[str]) -> str:
         return json.loads(path.read_text(encoding="utf-8"))["run_id"]
     except (OSError, ValueError, KeyError) as error:
         raise CharmtError(f"{path}: no MLflow run id ({error}); re-run the train stage") from None
+
+
+# --- Reaching the store, and a training run that survives the server going away ----------------
+#
+# MLflow's HTTP client retries a failed request 7 times with exponential backoff and waits up to
+# 120 s per attempt: against a stopped server one call takes ~250 s. These settings bound that.
+
+# Checking reachability: one retry, 5 s per attempt, so a stage fails in seconds. A refused
+# connection or an unknown host fails at once; the timeout only bounds a server that hangs.
+CHECK_RETRIES, CHECK_TIMEOUT_S = 1, 5
+# Logging during training: a short hiccup is retried, a dead server costs seconds, not minutes.
+TRAINING_RETRIES, TRAINING_TIMEOUT_S = 2, 10
+
+
+def recovery_command(model_dir: Path, history: Path, summary: Path) -> str:
+    """The commands that log a saved training once the store is back, then let DVC record the
+    train stage's outputs without training again."""
+    return (
+        f"charmt log-training --model {model_dir} --history {history} --metrics {summary}"
+        " && dvc commit -f train"
+    )
+
+
+@contextlib.contextmanager
+def http_retries(max_retries: int, timeout_s: int, backoff_factor: int = 1) -> Iterator[None]:
+    """MLflow's HTTP retry settings for the calls made inside; the previous ones after."""
+    settings = {
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(max_retries),
+        "MLFLOW_HTTP_REQUEST_TIMEOUT": str(timeout_s),
+        "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": str(backoff_factor),
+    }
+    saved = {name: os.environ.get(name) for name in settings}
+    os.environ.update(settings)  # read by MLflow at each request
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _reason(error: BaseException) -> str:
+    """The gist of a client error, on one line (MLflow's messages run to many lines)."""
+    text = " ".join(str(error).split())
+    for gist in ("Connection refused", "Name or service not known", "timed out", "Max retries"):
+        if gist in text:
+            return gist.lower()
+    return text[:300]
+
+
+def check_reachable(uri: str | None = None) -> str:
+    """The tracking URI, after one short request to its store; a ``CharmtError`` within seconds
+    (one line naming the URI and what to do) when the store cannot be reached or the URI is wrong.
+    """
+    uri = uri or tracking_uri()
+    try:
+        with http_retries(CHECK_RETRIES, CHECK_TIMEOUT_S):
+            mlflow.MlflowClient(uri).search_experiments(max_results=1)
+    except Exception as error:  # any failure means the stage cannot log; say so, briefly
+        raise CharmtError(
+            f"MLflow tracking store {uri} is not reachable ({_reason(error)}); start the "
+            "tracking server or fix MLFLOW_TRACKING_URI (unset it to log to the local "
+            f"sqlite:///{project_root() / DEFAULT_STORE})"
+        ) from None
+    return uri
+
+
+class TrainingRun:
+    """The MLflow run of one training, opened by :func:`training_run`.
+
+    Epochs are logged as they end; if the store goes away, training carries on without them and
+    :meth:`finish` reports it after the model is saved, so no training is lost.
+    """
+
+    def __init__(self, run_id: str, resumed: bool = False) -> None:
+        self.run_id = run_id
+        # Reopened to continue an interrupted training: its params are logged already.
+        self.resumed = resumed
+        self.logging_failed: str | None = None
+
+    def log_setup(self, sections: Mapping[str, Any], data_statistics: Mapping[str, Any]) -> None:
+        """Log the params.yaml sections and the data statistics (``data.*``) at the start."""
+        with http_retries(TRAINING_RETRIES, TRAINING_TIMEOUT_S):
+            log_params(sections)
+            log_summary(data_statistics, prefix="data.")
+
+    def log_epoch(self, row: Mapping[str, float]) -> None:
+        """Log one epoch's history row; after a failure, warn once and stop trying."""
+        if self.logging_failed:
+            return
+        try:
+            with http_retries(TRAINING_RETRIES, TRAINING_TIMEOUT_S):
+                log_epoch(row)
+        except Exception as error:  # the server went away: the training must go on
+            self.logging_failed = _reason(error)
+            log.warning(
+                "MLflow logging failed at epoch %s (%s); training continues, the model will be "
+                "saved, and the stage will fail at the end",
+                row.get("epoch"),
+                self.logging_failed,
+            )
+
+    def finish(
+        self,
+        translator: Translator,
+        model_dir: Path,
+        history: Sequence[Mapping[str, float]],
+        summary: Mapping[str, Any],
+        recovery: str,
+    ) -> None:
+        """Log what the run still lacks (epochs, summary, both models) and end it FINISHED.
+
+        ``recovery`` is the command that logs the result later, named in the error raised when
+        the store cannot be reached now.
+        """
+        try:
+            check_reachable()
+        except CharmtError as error:
+            raise CharmtError(
+                f"the trained model is saved in {model_dir}, but it is not logged: {error}. "
+                f"Once the store is back, run: {recovery}"
+            ) from None
+        try:
+            complete_run(self.run_id, translator, model_dir, history, summary)
+        except CharmtError:
+            raise
+        except Exception as error:
+            raise CharmtError(
+                f"the trained model is saved in {model_dir}, but logging it to "
+                f"{tracking_uri()} failed ({_reason(error)}); once the store is back, run: "
+                f"{recovery}"
+            ) from None
+
+
+@contextlib.contextmanager
+def training_run(
+    experiment_name: str, resume_run_id: str | None = None, run_name: str | None = None
+) -> Iterator[TrainingRun]:
+    """Open a run for a training (provenance tags included) with bounded retries; with
+    ``resume_run_id`` (from an interrupted training's checkpoint) reopen that run instead, when
+    the store still has it in this experiment (``TrainingRun.resumed`` says whether it did).
+
+    The run stays open after the block: :meth:`TrainingRun.finish` ends it. When the block is
+    interrupted (Ctrl-C, SIGTERM) the run ends KILLED, when it fails FAILED; either gives up
+    within seconds when the store does not answer (MLflow would otherwise retry for minutes, even
+    at exit), and a run left RUNNING by a hard kill is reopened by the next training.
+    """
+    with http_retries(TRAINING_RETRIES, TRAINING_TIMEOUT_S):
+        run = reopen_interrupted_run(experiment_name, resume_run_id) if resume_run_id else None
+        resumed = run is not None
+        if run is None:
+            run = start_run(experiment_name, run_name)
+    try:
+        yield TrainingRun(run.info.run_id, resumed)
+    except KeyboardInterrupt:
+        abandon_run(RunStatus.to_string(RunStatus.KILLED))
+        raise
+    except BaseException:
+        abandon_run()
+        raise
+
+
+def abandon_run(status: str = "FAILED") -> None:
+    """End the active run as ``status``, giving up within seconds when the store is unreachable."""
+    with http_retries(0, CHECK_TIMEOUT_S), contextlib.suppress(Exception):
+        mlflow.end_run(status)  # pops the run locally before it calls the store
+
+
+def _logged_models(run: mlflow.entities.Run) -> set[str]:
+    """Names of the models logged, completely, by ``run``."""
+    from mlflow.entities import LoggedModelStatus
+
+    return {
+        model.name
+        for model in mlflow.search_logged_models(
+            experiment_ids=[run.info.experiment_id],
+            filter_string=f"source_run_id = '{run.info.run_id}'",
+            output_format="list",
+        )
+        if model.status == LoggedModelStatus.READY
+    }
+
+
+def complete_run(
+    run_id: str,
+    translator: Translator,
+    model_dir: Path,
+    history: Sequence[Mapping[str, float]],
+    summary: Mapping[str, Any],
+) -> None:
+    """Log what the training run ``run_id`` lacks, then end it FINISHED.
+
+    Safe to repeat: epochs already in the run's ``loss`` history and models already logged are
+    skipped, so it completes a run that lost its server half-way.
+    """
+    configure()
+    client = mlflow.MlflowClient()
+    run = client.get_run(run_id)
+    logged_steps = {m.step for m in client.get_metric_history(run_id, "loss")}
+    active = mlflow.active_run()
+    if active is None or active.info.run_id != run_id:
+        mlflow.start_run(run_id=run_id)
+    for row in history:
+        if int(row["epoch"]) not in logged_steps:
+            log_epoch(row)
+    log_summary(summary)
+    log_trained_model(translator, model_dir, skip=_logged_models(run))
+    mlflow.end_run("FINISHED")
+
+
+def log_saved_training(model_dir: Path, history: Path, summary: Path) -> str:
+    """Complete the MLflow run of the training saved in ``model_dir`` from the files the train
+    stage wrote (``complete_run``); the run id. For a training whose server went away."""
+    from charmt.translator import Translator
+
+    check_reachable()
+    run_id = read_run_id(model_dir)
+    try:
+        with open(history, newline="", encoding="utf-8") as file:
+            rows = [{k: float(v) for k, v in row.items() if v} for row in csv.DictReader(file)]
+        figures = json.loads(Path(summary).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise CharmtError(f"cannot read the saved training ({error}); re-run train") from None
+    complete_run(run_id, Translator.load(model_dir), Path(model_dir), rows, figures)
+    return run_id

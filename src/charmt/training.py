@@ -182,7 +182,7 @@ class _EpochRecorder(keras.callbacks.Callback):
             self.stopped = True
             self.model.stop_training = True
         # Checkpoint before reporting: a run killed in between re-reports this epoch on resume
-        # (see charmt.tracking.log_missing_epochs) rather than training it twice. A diverged
+        # (see charmt.tracking.complete_run) rather than training it twice. A diverged
         # epoch is not worth resuming from.
         if self._checkpoints is not None and math.isfinite(row["loss"]):
             self._checkpoints.save(row["epoch"], self.state(), self._write_weights)

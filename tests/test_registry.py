@@ -1,0 +1,108 @@
+"""The registry: every evaluated model becomes a version; ``champion`` moves only to a better one,
+judged by scoring the current champion on the same test pairs; the champion loads by name."""
+
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from charmt import cli, registry, tracking
+
+NAME = "charmt-test-translator"
+EXPERIMENT = "charmt-test"
+
+
+@pytest.fixture(scope="module")
+def weak(trained, tmp_path_factory):
+    """A poor model of the same task: one epoch, a tiny state. Saved as a models/ directory."""
+    from charmt.training import TrainParams, train_model
+    from charmt.translator import Translator
+
+    vocabularies = trained.translator.vocabularies
+    params = TrainParams(latent_dim=8, batch_size=32, epochs=1, learning_rate=0.001, seed=5)
+    result = train_model(trained.train, trained.train[:50], vocabularies, params, verbose=0)
+    translator = Translator.from_training(result.model, vocabularies, trained.train)
+    model_dir = tmp_path_factory.mktemp("weak") / "models"
+    translator.save(model_dir)
+    return translator, model_dir
+
+
+def train_and_evaluate(translator, model_dir: Path, test_pairs) -> tuple[str, registry.Promotion]:
+    """What the train and evaluate stages do with MLflow for a model already trained."""
+    with tracking.start_run(EXPERIMENT) as run:
+        # Only the translator is registered; the Keras model would only cost time here.
+        tracking.log_trained_model(translator, model_dir, skip={"model"})
+    evaluation = {"char_accuracy": registry.score(translator.translate, test_pairs)}
+    with tracking.resume_run(EXPERIMENT, run.info.run_id):
+        promotion = registry.promote(run.info.run_id, NAME, translator, test_pairs, evaluation)
+        registry.log_promotion(promotion)
+    return run.info.run_id, promotion
+
+
+def champion_version() -> int:
+    return int(mlflow.MlflowClient().get_model_version_by_alias(NAME, "champion").version)
+
+
+def test_the_better_training_becomes_champion_the_worse_does_not(
+    trained, weak, monkeypatch, capsys
+):
+    weak_translator, weak_dir = weak
+    test_pairs = trained.held_out  # sources never seen in training
+    strong_score = registry.score(trained.translator.translate, test_pairs)
+    weak_score = registry.score(weak_translator.translate, test_pairs)
+    assert strong_score > weak_score + 0.1, "the fixture models should differ clearly"
+
+    # 1. A first, poor training: there is no champion yet, so it becomes one.
+    _, first = train_and_evaluate(weak_translator, weak_dir, test_pairs)
+    assert (first.version, first.promoted, first.champion_version) == (1, True, None)
+    assert champion_version() == 1
+
+    # 2. A better training: the champion is scored again on these pairs, and loses.
+    monkeypatch.setenv("DVC_EXP_NAME", "better-exp")
+    strong_run, second = train_and_evaluate(trained.translator, trained.model_dir, test_pairs)
+    monkeypatch.delenv("DVC_EXP_NAME")
+    assert (second.version, second.champion_version, second.promoted) == (2, 1, True)
+    assert second.score == strong_score
+    assert second.champion_score == weak_score
+    assert champion_version() == 2
+
+    # 3. A worse training after it: registered, but the alias stays.
+    weak_run, third = train_and_evaluate(weak_translator, weak_dir, test_pairs)
+    assert (third.version, third.champion_version, third.promoted) == (3, 2, False)
+    assert (third.score, third.champion_score) == (weak_score, strong_score)
+    assert "does not beat" in third.decision
+    assert champion_version() == 2
+
+    # The decision and both scores are in the evaluated run; provenance on the version.
+    logged = mlflow.get_run(weak_run).data
+    assert logged.metrics["promotion.promoted"] == 0.0
+    assert logged.metrics["promotion.score"] == weak_score
+    assert logged.metrics["promotion.champion_score"] == strong_score
+    assert logged.tags["promotion.decision"] == third.decision
+    version = mlflow.MlflowClient().get_model_version(NAME, "2")
+    assert version.run_id == strong_run
+    assert version.tags["char_accuracy"] == str(strong_score)
+    assert len(version.tags["git_commit"]) == 40
+    assert version.tags["dvc_experiment"] == "better-exp"
+
+    # Evaluating a run again keeps its one version.
+    with tracking.resume_run(EXPERIMENT, strong_run):
+        again = registry.promote(strong_run, NAME, trained.translator, test_pairs, {})
+    assert (again.version, again.promoted) == (2, False)
+    assert len(mlflow.MlflowClient().search_model_versions(f"name = '{NAME}'")) == 3
+
+    # Anyone loads the champion by name, and gets the better model's translations.
+    sources = sorted({pair.source for pair in test_pairs})
+    capsys.readouterr()
+    cli.main(["translate", "--model", f"models:/{NAME}@champion", *sources])
+    printed = capsys.readouterr().out.splitlines()
+    assert printed == trained.translator.translate(sources)
+    assert printed != weak_translator.translate(sources)
+
+
+def test_registration_off_registers_nothing(trained):
+    with tracking.start_run(EXPERIMENT) as run:
+        promotion = registry.promote(run.info.run_id, None, trained.translator, [], {})
+    assert (promotion.model_name, promotion.version, promotion.promoted) == (None, None, False)
+    assert "off" in promotion.decision
+    assert mlflow.search_registered_models() == []
