@@ -4,8 +4,6 @@ import argparse
 import json
 from pathlib import Path
 
-import mlflow
-
 from charmt import tracking
 from charmt.atomic import write_json, write_table
 from charmt.data import load_split
@@ -37,9 +35,9 @@ def main() -> None:
 
     run_id = tracking.read_run_id(args.model)
     with tracking.resume_run(section(params, "tracking")["experiment_name"], run_id):
-        mlflow.log_params(tracking.flatten({"evaluate": options}))
+        tracking.log_params({"evaluate": options})
         tracking.log_summary(result.metrics)
-        mlflow.log_artifact(str(args.samples))
+        tracking.log_artifact(args.samples)
     print(json.dumps(result.metrics, indent=2))
 
 

@@ -31,8 +31,12 @@ def main() -> None:
     train, validation = load_split(args.prepared, "train"), load_split(args.prepared, "validation")
     vocabularies = Vocabularies.load(args.prepared / VOCABULARIES_FILE)
 
-    with tracking.start_run(section(params, "tracking")["experiment_name"]) as run:
+    experiment_name = section(params, "tracking")["experiment_name"]
+    with tracking.start_run(experiment_name, params_file=args.params) as run:
         tracking.log_params({name: params[name] for name in ("data", "preprocess", "train")})
+        data_url = str(section(params, "data")["url"])
+        tracking.log_dataset(data_url, args.prepared / "train.tsv", train, "training")
+        tracking.log_dataset(data_url, args.prepared / "validation.tsv", validation, "validation")
         tracking.log_summary(
             split_statistics(
                 len(train) + len(validation), {"train": train, "validation": validation}
@@ -50,8 +54,15 @@ def main() -> None:
             tracking.write_run_id(model_dir, run.info.run_id)
 
     write_table(args.history, result.history, HISTORY_COLUMNS)
-    write_json(args.metrics, result.summary)
-    print(f"MLflow run {run.info.run_id} in {tracking.tracking_uri()}")
+    # The run's id and name among the metrics, so `dvc exp show` leads from an experiment to it.
+    write_json(
+        args.metrics,
+        {**result.summary, "mlflow_run_id": run.info.run_id, "mlflow_run_name": run.info.run_name},
+    )
+    print(
+        f"MLflow run {run.info.run_name} ({run.info.run_id}) in {tracking.tracking_uri()}; "
+        f"compare runs: {tracking.runs_view_url(run.info.experiment_id)}"
+    )
 
 
 if __name__ == "__main__":
