@@ -163,7 +163,17 @@ def run_queue(project: Path, jobs: int, timeout: float = 900) -> str:
     sees them finish."""
     import time
 
-    run(["dvc", "queue", "start", "-j", str(jobs)], project)
+    # Not through run(): the workers it starts inherit its stdout, and reading that pipe to its
+    # end would wait for the whole queue.
+    started = subprocess.run(
+        ["dvc", "queue", "start", "-j", str(jobs)],
+        cwd=project,
+        env={k: v for k, v in subprocess_env().items() if k != "MLFLOW_TRACKING_URI"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        timeout=120,
+    )
+    assert started.returncode == 0, "dvc queue start failed"
     deadline = time.monotonic() + timeout
     while True:
         status = run(["dvc", "queue", "status"], project)
