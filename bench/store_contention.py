@@ -5,7 +5,8 @@
 
 Each writer is a fresh process that opens the store, gets or creates the experiment, starts a run,
 logs 30 params and ``--epochs`` steps of 5 metrics, then ends the run: what a training run of the
-pipeline writes, minus the models. All writers start together on a store that does not exist yet.
+pipeline writes, minus the models. All writers start together on a store that does not exist yet
+(``--existing``: whose tables exist, but not the experiment).
 ``plain`` is MLflow used directly (``mlflow.set_experiment`` + ``mlflow.start_run``); ``charmt``
 goes through ``charmt.tracking`` (store created once under a file lock, experiment get-or-create,
 writes under the lock and retried). It prints, per way, how many writers failed and with what, how
@@ -55,9 +56,13 @@ def _writer(way: str, uri: str, epochs: int, start: float, results: multiprocess
         results.put(f"{type(error).__name__}: {str(error).splitlines()[0][:120]}")
 
 
-def measure(way: str, writers: int, epochs: int) -> dict[str, object]:
+def measure(way: str, writers: int, epochs: int, existing: bool) -> dict[str, object]:
     directory = Path(tempfile.mkdtemp(prefix="contention-"))
     uri = f"sqlite:///{directory / 'mlflow.db'}"
+    if existing:  # the store's tables made beforehand; the experiment still new
+        import mlflow
+
+        mlflow.MlflowClient(uri).search_experiments()
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
     start = time.time() + 8  # imports take a few seconds on a busy machine
@@ -83,8 +88,10 @@ def measure(way: str, writers: int, epochs: int) -> dict[str, object]:
     return {
         "way": way,
         "writers": writers,
+        "store": "existing" if existing else "fresh",
         "outcomes": dict(outcomes),
-        "finished": finished,
+        "finished_in_experiment": finished,
+        "runs_in_default": len(client.search_runs(["0"])),  # where set_experiment's losers go
         "wall_s": round(wall, 1),
     }
 
@@ -97,11 +104,14 @@ def main() -> None:
         "--way", choices=["plain", "charmt"], nargs="+", default=["plain", "charmt"]
     )
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument(
+        "--existing", action="store_true", help="create the store's tables before the writers start"
+    )
     args = parser.parse_args()
     for writers in args.writers:
         for way in args.way:
             for _ in range(args.repeat):
-                print(measure(way, writers, args.epochs), flush=True)
+                print(measure(way, writers, args.epochs, args.existing), flush=True)
 
 
 if __name__ == "__main__":

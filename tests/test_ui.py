@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import run, subprocess_env
+from conftest import SWEEP_PARAMS, run, subprocess_env
 
 from charmt import tracking
 
@@ -39,6 +39,7 @@ CHROMEDRIVER = os.environ.get("CHARMT_CHROMEDRIVER", "/usr/bin/chromedriver")
 # What a user compares: the params the sweep changed and the metrics that matter.
 COLUMNS = ("train.latent_dim", "train.learning_rate", "best_val_loss", "char_accuracy")
 WAIT_S = 120  # the UI loads slowly on a busy 2-core machine
+SWEEP_EPOCHS = SWEEP_PARAMS["train"]["epochs"]
 
 
 def free_port() -> int:
@@ -66,7 +67,7 @@ def ui(sweep) -> Iterator[str]:
             command, cwd=sweep.project, env=subprocess_env(), stdout=log, stderr=subprocess.STDOUT
         )
         try:
-            deadline = time.monotonic() + 180
+            deadline = time.monotonic() + 300
             while True:
                 try:
                     if requests.get(f"{base}/health", timeout=5).ok:
@@ -154,7 +155,10 @@ def rows(driver) -> dict[str, dict[str, str]]:
           (byIndex[index] = byIndex[index] || {})[name] = cell.innerText.trim();
         }
         const table = {};
-        for (const row of Object.values(byIndex)) { table[row['Run Name']] = row; }
+        // The name cell also holds the run's colour ('#5f7281'): the name is its last line.
+        for (const row of Object.values(byIndex)) {
+          table[row['Run Name'].split('\\n').pop()] = row;
+        }
         return table;
         """
     )
@@ -263,6 +267,9 @@ def test_the_chart_view_draws_val_loss_with_one_line_per_run(sweep, ui, browser,
         browser.find_element(By.CSS_SELECTOR, 'input[name="runs-view-mode"][value="CHART"]'),
     )
 
+    # The chart view draws a card per metric; narrow them to val_loss as a user would.
+    wait_for(browser, 'input[placeholder="Search metric charts"]').send_keys("val_loss")
+
     def val_loss_card(driver):
         for card in driver.find_elements(
             By.CSS_SELECTOR, '[data-testid="experiment-view-compare-runs-card"]'
@@ -285,13 +292,13 @@ def test_the_chart_view_draws_val_loss_with_one_line_per_run(sweep, ui, browser,
     legend = card.text
     for name in names:
         assert legend.count(f"{name} (val_loss)") == 1, legend
-    # One drawn line per run: a path with points for each series.
-    series = browser.execute_script(
+    # One drawn series per run, with a point per epoch. (Plotly draws each series twice here:
+    # a line with markers, and a bare line under it; the markers tell the series apart.)
+    points = browser.execute_script(
         """
         return Array.from(arguments[0].querySelectorAll('.js-plotly-plot .scatterlayer g.trace'))
-          .filter(t => { const p = t.querySelector('path.js-line');
-                         return p && (p.getAttribute('d') || '').length > 0; }).length;
+          .map(t => t.querySelectorAll('path.point').length).filter(n => n > 0);
         """,
         card,
     )
-    assert series == len(names)
+    assert points == [SWEEP_EPOCHS] * len(names), points

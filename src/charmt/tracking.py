@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
@@ -54,6 +55,8 @@ EXPERIMENT_KIND = "custom_model_development"
 # How long a writer waits for the store's file lock before giving up with a clear error. Writes
 # are short (a training's heaviest is logging its two models, seconds), so this is generous.
 LOCK_TIMEOUT_S = 600.0
+# A wait for the lock this long is reported on stderr.
+LOCK_NOTICE_S = 5.0
 # Retries of a write that MLflow reports as TEMPORARILY_UNAVAILABLE ("database is locked").
 RETRY_DELAYS_S = (0.5, 1, 2, 4, 8, 15, 30)
 
@@ -99,8 +102,13 @@ def store_lock(uri: str | None = None) -> Iterator[None]:
     if lock is None:
         database.parent.mkdir(parents=True, exist_ok=True)
         lock = _LOCKS[path] = filelock.FileLock(path, timeout=LOCK_TIMEOUT_S)
+    waited = time.monotonic()
     try:
         with lock:
+            waited = time.monotonic() - waited
+            if waited >= LOCK_NOTICE_S:
+                # Another experiment was logging (its models, most likely): say why we paused.
+                print(f"waited {waited:.0f} s for the MLflow store's lock {path}", file=sys.stderr)
             yield
     except filelock.Timeout:
         raise CharmtError(
