@@ -111,7 +111,7 @@ def browser():
         "--disable-sync",
         "--no-first-run",
         f"--user-data-dir={profile}",
-        "--window-size=2000,1100",
+        "--window-size=2400,1100",
     ):
         options.add_argument(flag)
     # The system chromedriver, named explicitly: Selenium Manager would try the network.
@@ -193,6 +193,16 @@ def add_column(driver, name: str) -> None:
     time.sleep(1)
 
 
+def close_assistant(driver) -> None:
+    """Close the MLflow Assistant panel, which covers a third of the page."""
+    from selenium.webdriver.common.by import By
+
+    for close in driver.find_elements(
+        By.CSS_SELECTOR, '[data-component-id="mlflow.assistant.chat_panel.close"]'
+    ):
+        close.click()
+
+
 def wait_for(driver, css: str):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions
@@ -227,12 +237,7 @@ def test_the_printed_link_opens_the_runs_table_with_params_and_metrics(
     assert "workflowType=machine_learning" in browser.current_url
     browser.save_screenshot(str(screenshots / "1-runs-table.png"))
 
-    from selenium.webdriver.common.by import By
-
-    for close in browser.find_elements(
-        By.CSS_SELECTOR, '[data-component-id="mlflow.assistant.chat_panel.close"]'
-    ):
-        close.click()  # the assistant panel hides half the table
+    close_assistant(browser)
     for column in (*COLUMNS, "Description"):
         add_column(browser, column)
     table = wait_until(
@@ -262,6 +267,7 @@ def test_the_chart_view_draws_val_loss_with_one_line_per_run(sweep, ui, browser,
     link = printed_link(sweep, names[0])
     browser.get(ui + link.removeprefix(tracking.DEFAULT_UI))
     wait_until(browser, lambda d: set(names) <= set(rows(d)), "the runs table")
+    close_assistant(browser)
     browser.execute_script(
         "arguments[0].click()",
         browser.find_element(By.CSS_SELECTOR, 'input[name="runs-view-mode"][value="CHART"]'),
@@ -270,35 +276,32 @@ def test_the_chart_view_draws_val_loss_with_one_line_per_run(sweep, ui, browser,
     # The chart view draws a card per metric; narrow them to val_loss as a user would.
     wait_for(browser, 'input[placeholder="Search metric charts"]').send_keys("val_loss")
 
-    def val_loss_card(driver):
-        for card in driver.find_elements(
-            By.CSS_SELECTOR, '[data-testid="experiment-view-compare-runs-card"]'
-        ):
-            lines = card.text.splitlines()
-            if (
-                lines
-                and lines[0].strip() == "val_loss"
-                and card.find_elements(By.CSS_SELECTOR, ".js-plotly-plot g.trace")
-            ):
-                return card
-        return None
+    # The cards re-render while the runs load: read the val_loss card in one script each time.
+    # Plotly draws each series twice here (a line with markers, and a bare line under it): the
+    # markers count the series, one per run, with a point per epoch.
+    def val_loss_chart(driver):
+        return driver.execute_script(
+            """
+            for (const card of document.querySelectorAll(
+                '[data-testid="experiment-view-compare-runs-card"]')) {
+              if (card.innerText.split('\\n')[0].trim() !== 'val_loss') continue;
+              const points = Array.from(
+                card.querySelectorAll('.js-plotly-plot .scatterlayer g.trace'))
+                .map(t => t.querySelectorAll('path.point').length).filter(n => n > 0);
+              card.scrollIntoView({block: 'center'});
+              return {legend: card.innerText, points: points};
+            }
+            return null;
+            """
+        )
 
-    card = wait_until(browser, val_loss_card, "the val_loss chart")
-    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", card)
-    time.sleep(2)
-    browser.save_screenshot(str(screenshots / "3-chart-view.png"))
-    card.screenshot(str(screenshots / "4-val-loss-chart.png"))
-
-    legend = card.text
-    for name in names:
-        assert legend.count(f"{name} (val_loss)") == 1, legend
-    # One drawn series per run, with a point per epoch. (Plotly draws each series twice here:
-    # a line with markers, and a bare line under it; the markers tell the series apart.)
-    points = browser.execute_script(
-        """
-        return Array.from(arguments[0].querySelectorAll('.js-plotly-plot .scatterlayer g.trace'))
-          .map(t => t.querySelectorAll('path.point').length).filter(n => n > 0);
-        """,
-        card,
+    chart = wait_until(
+        browser,
+        lambda d: (c := val_loss_chart(d)) and len(c["points"]) >= len(names) and c,
+        "the val_loss chart with a line per run",
     )
-    assert points == [SWEEP_EPOCHS] * len(names), points
+    time.sleep(2)
+    browser.save_screenshot(str(screenshots / "3-chart-view-val-loss.png"))
+    for name in names:
+        assert chart["legend"].count(f"{name} (val_loss)") == 1, chart["legend"]
+    assert chart["points"] == [SWEEP_EPOCHS] * len(names), chart["points"]
