@@ -192,10 +192,10 @@ use_experiment = get_or_create_experiment
 def runs_view_url(experiment_id: str, ui: str | None = None) -> str:
     """A link that opens the experiment's runs table in the MLflow UI.
 
-    MLflow 3.17's UI opens an experiment on its GenAI overview unless the URL's ``workflowType``
-    query says ``machine_learning`` (then the browser's saved choice decides), so the link names
-    the runs tab and that query. ``ui`` defaults to the tracking server when MLFLOW_TRACKING_URI
-    is one, else to where ``mlflow ui`` listens by default.
+    MLflow 3.17's UI picks between its GenAI overview and the runs table from the URL's
+    ``workflowType`` query, else the browser's saved choice, else GenAI; so the link names the
+    runs tab and ``workflowType=machine_learning``. ``ui`` defaults to the tracking server when
+    MLFLOW_TRACKING_URI is one, else to where ``mlflow ui`` listens by default.
     """
     if ui is None:
         uri = tracking_uri()
