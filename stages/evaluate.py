@@ -49,10 +49,10 @@ def main() -> None:
 
     logged_params = tracking.flatten({"evaluate": options})
     with tracking.evaluation_run(params["tracking"]["experiment_name"], run_id, logged_params):
-        mlflow.log_params(logged_params)
-        mlflow.set_tag("decoding", result.metrics["decoding"])
+        tracking.write(mlflow.log_params, logged_params)
+        tracking.write(mlflow.set_tag, "decoding", result.metrics["decoding"])
         tracking.log_summary(result.metrics)
-        mlflow.log_artifact(str(args.samples))
+        tracking.log_artifact(args.samples)
         promotion = registry.promote(
             run_id, params["registry"]["model_name"], translator, test_pairs, result.metrics
         )

@@ -62,7 +62,7 @@ def main() -> None:
     resumed = checkpoints.latest()
     resume_run_id = resumed.state["extra"]["run_id"] if resumed is not None else None
 
-    with tracking.training_run(experiment, resume_run_id) as run:
+    with tracking.training_run(experiment, resume_run_id, params_file=args.params) as run:
         if run.resumed:
             print(f"resuming MLflow run {run.run_id} after epoch {resumed.epoch}")
         else:
@@ -73,6 +73,12 @@ def main() -> None:
                 split_statistics(
                     len(train) + len(validation), {"train": train, "validation": validation}
                 ),
+            )
+            # The run's Datasets in the UI: the data's source and a digest of each split.
+            data_url = str(params["data"]["url"])
+            tracking.log_dataset(data_url, args.prepared / "train.tsv", train, "training")
+            tracking.log_dataset(
+                data_url, args.prepared / "validation.tsv", validation, "validation"
             )
         result = train_model(
             train,
@@ -90,7 +96,11 @@ def main() -> None:
             translator.save(model_dir)
             tracking.write_run_id(model_dir, run.run_id)
         write_table(args.history, result.history, HISTORY_COLUMNS)
-        write_json(args.metrics, result.summary)
+        # The run's id and name among the metrics: `dvc exp show` leads from an experiment to it.
+        write_json(
+            args.metrics,
+            {**result.summary, "mlflow_run_id": run.run_id, "mlflow_run_name": run.run_name},
+        )
         checkpoints.clear()  # the outputs hold the training now
         # Logs what the run lacks (epochs checkpointed but not logged before a kill, the summary,
         # both models) and ends it FINISHED; fails naming the recovery command if the store left.
@@ -101,7 +111,10 @@ def main() -> None:
             result.summary,
             recovery=tracking.recovery_command(args.model, args.history, args.metrics),
         )
-    print(f"MLflow run {run.run_id} in {uri}")
+    print(
+        f"MLflow run {run.run_name} ({run.run_id}) in {uri}; "
+        f"compare runs: {tracking.runs_view_url(run.experiment_id)}"
+    )
 
 
 if __name__ == "__main__":

@@ -163,3 +163,56 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
     model_dir = tmp_path_factory.mktemp("trained") / "models"
     translator.save(model_dir)
     return Trained(translator, result, model_dir, train, held_out)
+
+
+# The sweep both tests/test_sweeps.py and tests/test_ui.py look at: a 2 x 2 grid of tiny
+# experiments queued on a project with no MLflow store yet, run by two DVC queue workers.
+SWEEP = ("train.latent_dim=16,32", "train.learning_rate=0.003,0.01")
+SWEEP_PARAMS = {**TINY_PARAMS, "train": {**TINY_PARAMS["train"], "epochs": 2}}
+
+
+def run_queue(project: Path, jobs: int, timeout: float = 900) -> str:
+    """``dvc queue start -j jobs``, then wait until nothing is queued or running; the final
+    ``dvc queue status``. The workers run in the background; ``dvc queue status`` is how a user
+    sees them finish."""
+    import time
+
+    # Not through run(): the workers it starts inherit its stdout, and reading that pipe to its
+    # end would wait for the whole queue.
+    started = subprocess.run(
+        ["dvc", "queue", "start", "-j", str(jobs)],
+        cwd=project,
+        env={k: v for k, v in subprocess_env().items() if k != "MLFLOW_TRACKING_URI"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        timeout=120,
+    )
+    assert started.returncode == 0, "dvc queue start failed"
+    deadline = time.monotonic() + timeout
+    while True:
+        status = run(["dvc", "queue", "status"], project)
+        if not any(word in status for word in ("Queued", "Running")):
+            return status
+        assert time.monotonic() < deadline, f"queue still busy after {timeout} s:\n{status}"
+        time.sleep(5)
+
+
+@dataclass
+class Sweep:
+    project: Path
+    store: str  # the project's own default MLflow store
+    status: str  # `dvc queue status` once the queue is empty
+
+
+@pytest.fixture(scope="session")
+def sweep(tmp_path_factory: pytest.TempPathFactory) -> Sweep:
+    """Four tiny experiments queued as a grid (``-S a=1,2 -S b=3,4``) and run with two workers."""
+    root = tmp_path_factory.mktemp("sweep")
+    project = make_project(root / "project", write_tiny_zip(root / "fra-eng.zip"), SWEEP_PARAMS)
+    assert not (project / "mlflow.db").exists()
+    command = ["dvc", "exp", "run", "--queue"]
+    for values in SWEEP:
+        command += ["-S", values]
+    run(command, project)
+    status = run_queue(project, jobs=2)
+    return Sweep(project, f"sqlite:///{project / 'mlflow.db'}", status)

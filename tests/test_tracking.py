@@ -142,3 +142,154 @@ def test_a_wrong_uri_fails_naming_it(monkeypatch):
 
 def test_the_local_store_is_reachable(mlflow_store):
     assert tracking.check_reachable() == mlflow_store
+
+
+def test_changed_params_lists_each_dotted_key_old_to_new():
+    committed = {"train": {"latent_dim": 256, "seed": 42}, "data": {"sha256": None}}
+    current = {"train": {"latent_dim": 128, "seed": 42, "extra": True}, "data": {}}
+    assert tracking.changed_params(committed, current) == [
+        "data.sha256: null -> (removed)",
+        "train.extra: (not in params.yaml) -> true",
+        "train.latent_dim: 256 -> 128",
+    ]
+    assert tracking.changed_params(committed, committed) == []
+
+
+def test_run_is_named_after_its_dvc_experiment_else_after_the_commit():
+    from datetime import UTC, datetime
+
+    now = datetime(2026, 11, 29, 9, 41, 5, tzinfo=UTC)
+    assert tracking.default_run_name({"dvc_experiment": "bally-shed", "git_commit": "a" * 40}) == (
+        "bally-shed"
+    )
+    clean = {"git_commit": "75d9e13" + "0" * 33, "git_dirty": "false"}
+    assert tracking.default_run_name(clean, now) == "repro-75d9e13-1129-094105"
+    assert tracking.default_run_name({**clean, "git_dirty": "true"}, now) == (
+        "repro-75d9e13-dirty-1129-094105"
+    )
+    assert tracking.default_run_name({}, now) == "repro-1129-094105"
+
+
+def _git_repo_with_params(directory: Path, text: str) -> Path:
+    import subprocess
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=directory, check=True, capture_output=True)
+
+    git("init", "-q")
+    (directory / "params.yaml").write_text(text)
+    git("add", "params.yaml")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "params")
+    return directory / "params.yaml"
+
+
+def test_description_says_which_params_differ_from_the_committed_file(tmp_path, monkeypatch):
+    params = _git_repo_with_params(tmp_path, "train:\n  latent_dim: 256\n  epochs: 3\n")
+    monkeypatch.chdir(tmp_path)
+    tags = tracking.run_tags()
+    assert tags["git_dirty"] == "false"
+    assert "no params changed from the committed params.yaml" in tracking.run_description(
+        params, tags
+    )
+
+    params.write_text("train:\n  latent_dim: 128\n  epochs: 3\n")
+    monkeypatch.setenv("DVC_EXP_NAME", "tiny-exp")
+    tags = tracking.run_tags()
+    assert tags["git_dirty"] == "true"
+    description = tracking.run_description(params, tags)
+    assert description.startswith("DVC experiment tiny-exp: params changed from the committed")
+    assert "- train.latent_dim: 256 -> 128" in description
+    assert "epochs" not in description
+
+
+def test_a_run_carries_its_name_description_and_tags(tmp_path, monkeypatch):
+    params = _git_repo_with_params(tmp_path, "train:\n  latent_dim: 256\n")
+    params.write_text("train:\n  latent_dim: 64\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DVC_EXP_NAME", "noble-yaks")
+    with tracking.start_run("charmt-test", params_file=params) as run:
+        pass
+    logged = mlflow.get_run(run.info.run_id)
+    assert logged.info.run_name == "noble-yaks"
+    assert logged.info.status == "FINISHED"
+    assert logged.data.tags["dvc_experiment"] == "noble-yaks"
+    assert "train.latent_dim: 256 -> 64" in logged.data.tags["mlflow.note.content"]
+    experiment = mlflow.get_experiment(logged.info.experiment_id)
+    assert experiment.name == "charmt-test"
+    assert experiment.tags[tracking.EXPERIMENT_KIND_TAG] == tracking.EXPERIMENT_KIND
+
+
+def test_runs_view_link_opens_the_runs_table(monkeypatch):
+    assert tracking.runs_view_url("7") == (
+        "http://127.0.0.1:5000/#/experiments/7/runs?workflowType=machine_learning"
+    )
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://10.0.0.5:8080/")
+    assert tracking.runs_view_url("7").startswith("http://10.0.0.5:8080/#/experiments/7/runs?")
+
+
+def test_datasets_show_the_data_url_and_a_digest_of_the_split(tmp_path):
+    from charmt.data import Pair, write_pairs
+
+    split = tmp_path / "train.tsv"
+    other = tmp_path / "other" / "train.tsv"
+    other.parent.mkdir()
+    write_pairs(split, [Pair("go", "og"), Pair("hi", "ih")])
+    write_pairs(other, [Pair("go", "og")])
+    url = "https://example.org/fra-eng.zip"
+    digests = []
+    for path, pairs in ((split, [Pair("go", "og"), Pair("hi", "ih")]), (other, [Pair("go", "og")])):
+        with tracking.start_run("charmt-test") as run:
+            tracking.log_dataset(url, path, pairs, "training")
+        (dataset_input,) = mlflow.get_run(run.info.run_id).inputs.dataset_inputs
+        assert dataset_input.dataset.name == "train"
+        assert url in dataset_input.dataset.source
+        assert {t.key: t.value for t in dataset_input.tags}["mlflow.data.context"] == "training"
+        digests.append(dataset_input.dataset.digest)
+    assert digests[0] == tracking.dataset_digest(split)
+    assert digests[0] != digests[1]
+
+
+PARALLEL_WRITER = """
+import sys, time
+from charmt import tracking
+time.sleep(max(0.0, float(sys.argv[1]) - time.time()))
+with tracking.start_run("charmt", run_name=sys.argv[2]):
+    tracking.log_params({"train": {"n": sys.argv[2]}})
+    for epoch in range(1, 6):
+        tracking.log_epoch({"epoch": epoch, "val_loss": 1.0 / epoch})
+"""
+
+
+def test_parallel_first_runs_on_a_fresh_store_all_land_in_one_experiment(tmp_path, mlflow_store):
+    """Four processes start together on a store that does not exist yet: the schema race and
+    the experiment-creation race must both be harmless."""
+    import subprocess
+    import sys
+    import time
+
+    from conftest import subprocess_env
+
+    start = str(time.time() + 10)  # after every process has imported MLflow
+    writers = [
+        subprocess.Popen(
+            [sys.executable, "-c", PARALLEL_WRITER, start, f"w{i}"],
+            env=subprocess_env(MLFLOW_TRACKING_URI=mlflow_store),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for i in range(4)
+    ]
+    for writer in writers:
+        output, _ = writer.communicate(timeout=300)
+        assert writer.returncode == 0, output[-3000:]
+
+    client = mlflow.MlflowClient(mlflow_store)
+    experiments = client.search_experiments()
+    assert sorted(e.name for e in experiments) == ["Default", "charmt"]
+    charmt = client.get_experiment_by_name("charmt")
+    runs = client.search_runs([charmt.experiment_id])
+    assert sorted(r.info.run_name for r in runs) == ["w0", "w1", "w2", "w3"]
+    for run in runs:
+        assert run.info.status == "FINISHED"
+        assert len(client.get_metric_history(run.info.run_id, "val_loss")) == 5

@@ -25,7 +25,7 @@ import mlflow.pyfunc
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
-from charmt import metrics
+from charmt import metrics, tracking
 from charmt.data import Pair, group_references
 from charmt.errors import CharmtError
 
@@ -93,9 +93,9 @@ def register(run_id: str, name: str, evaluation: Mapping[str, Any]) -> ModelVers
     if existing:
         version = existing[0]
         for key, value in tags.items():
-            client.set_model_version_tag(name, version.version, key, value)
+            tracking.write(client.set_model_version_tag, name, version.version, key, value)
         return client.get_model_version(name, version.version)
-    return mlflow.register_model(_logged_translator_uri(run), name, tags=tags)
+    return tracking.write(mlflow.register_model, _logged_translator_uri(run), name, tags=tags)
 
 
 def current_champion(name: str) -> ModelVersion | None:
@@ -155,7 +155,9 @@ def promote(
             f"{champion.version} ({promotion.champion_score}) on this test split"
         )
     if promotion.promoted:
-        mlflow.MlflowClient().set_registered_model_alias(name, CHAMPION, str(number))
+        tracking.write(
+            mlflow.MlflowClient().set_registered_model_alias, name, CHAMPION, str(number)
+        )
     return promotion
 
 
@@ -166,11 +168,15 @@ def log_promotion(promotion: Promotion) -> None:
         "promotion.champion_score": promotion.champion_score,
         "promotion.promoted": float(promotion.promoted),
     }
-    mlflow.log_metrics({key: value for key, value in figures.items() if value is not None})
+    tracking.write(
+        mlflow.log_metrics, {key: value for key, value in figures.items() if value is not None}
+    )
     tags = {
         "promotion.model_name": promotion.model_name,
         "promotion.version": promotion.version,
         "promotion.champion_version": promotion.champion_version,
         "promotion.decision": promotion.decision,
     }
-    mlflow.set_tags({key: str(value) for key, value in tags.items() if value is not None})
+    tracking.write(
+        mlflow.set_tags, {key: str(value) for key, value in tags.items() if value is not None}
+    )
