@@ -1,18 +1,14 @@
 """The MLflow ``translator`` model: loaded in a fresh process, and served over HTTP."""
 
 import json
-import socket
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 
 import mlflow
 import pytest
 from conftest import subprocess_env
 
-from charmt import tracking
+from charmt import serving, tracking
 
 
 @pytest.fixture(scope="module")
@@ -60,65 +56,16 @@ def test_loads_and_predicts_in_a_fresh_process(translator_uri, trained):
     assert from_frame == expected
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.mark.e2e
 def test_served_by_mlflow_models_serve(translator_uri, trained, tmp_path):
     uri, store = translator_uri
-    port = _free_port()
-    log = (tmp_path / "serve.log").open("w")
-    server = subprocess.Popen(
-        [
-            "mlflow",
-            "models",
-            "serve",
-            "-m",
-            uri,
-            "--env-manager",
-            "local",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=subprocess_env(MLFLOW_TRACKING_URI=store),
-    )
-    try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/ping", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            assert server.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "server did not answer /ping in 120 s"
-            time.sleep(0.5)
-
+    env = subprocess_env(MLFLOW_TRACKING_URI=store)
+    with serving.served(uri, tmp_path / "serve.log", env=env, timeout=120) as server:
         sources = [p.source for p in trained.held_out[:4]]
-        request = urllib.request.Request(
-            f"{base}/invocations",
-            data=json.dumps({"inputs": sources}).encode(),
-            headers={"Content-Type": "application/json"},
+        status, body = serving.post(
+            f"{server.url}/invocations", json.dumps({"inputs": sources}).encode()
         )
-        with urllib.request.urlopen(request, timeout=60) as response:
-            answer = json.loads(response.read())
-        assert answer == {"predictions": trained.translator.translate(sources)}
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
+    assert status == 200, body
+    assert json.loads(body) == {"predictions": trained.translator.translate(sources)}
 
 
 def test_cli_translates_with_an_mlflow_model_uri(translator_uri, trained):
