@@ -565,7 +565,8 @@ def check_reachable(uri: str | None = None) -> str:
     """
     uri = uri or tracking_uri()
     try:
-        with http_retries(CHECK_RETRIES, CHECK_TIMEOUT_S):
+        # Under the store lock: a first request to a fresh SQLite store creates its tables.
+        with http_retries(CHECK_RETRIES, CHECK_TIMEOUT_S), store_lock(uri):
             mlflow.MlflowClient(uri).search_experiments(max_results=1)
     except Exception as error:  # any failure means the stage cannot log; say so, briefly
         raise CharmtError(
