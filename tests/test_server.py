@@ -32,7 +32,20 @@ from conftest import TINY_PARAMS, make_project, run, subprocess_env, write_tiny_
 
 pytestmark = pytest.mark.e2e
 
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+def _postgres_bin() -> Path:
+    """The newest PostgreSQL server's bin directory of the system packages (Debian 12: 15;
+    GitHub's Ubuntu runners: 16), or CHARMT_PG_BIN."""
+    if os.environ.get("CHARMT_PG_BIN"):
+        return Path(os.environ["CHARMT_PG_BIN"])
+    found = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/initdb"),
+        key=lambda path: int(path.parts[-3]) if path.parts[-3].isdigit() else 0,
+    )
+    return found[-1].parent if found else Path("/usr/lib/postgresql/<version>/bin")
+
+
+PG_BIN = _postgres_bin()
 MODEL_NAME = "charmt-translator"
 WORDS = ["abc", "hgfe", "deed", "bach"]
 
@@ -82,7 +95,7 @@ def postgres() -> Iterator[str]:
     """A throwaway PostgreSQL cluster on 127.0.0.1; the URI of an empty database in it."""
     require(
         all((PG_BIN / tool).is_file() for tool in ("initdb", "pg_ctl", "createdb")),
-        f"PostgreSQL 15 not found in {PG_BIN}: install the postgresql package",
+        f"PostgreSQL not found in {PG_BIN}: install the postgresql package",
     )
     as_root = os.geteuid() == 0
     if as_root:
