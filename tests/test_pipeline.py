@@ -15,6 +15,7 @@ import pytest
 from conftest import git_commit, make_project, run, write_tiny_zip
 
 from charmt.data import group_references, load_split
+from charmt.evaluation import SCORE_RANGES
 
 pytestmark = pytest.mark.e2e
 
@@ -22,15 +23,6 @@ STAGES = ("download", "preprocess", "train", "evaluate")
 
 
 # Each score of metrics/eval.json and the range it must lie in.
-SCORE_RANGES = {
-    "exact_match": (0.0, 1.0),
-    "char_accuracy": (0.0, 1.0),
-    "bleu": (0.0, 100.0),
-    "chrf": (0.0, 100.0),
-    "test_loss": (0.0, math.inf),
-    "test_accuracy": (0.0, 1.0),
-    "sentences_per_second": (0.0, math.inf),
-}
 
 
 def ran(output: str) -> set[str]:
