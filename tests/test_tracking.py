@@ -36,7 +36,7 @@ def test_flatten_gives_params_yaml_dotted_names():
 
 def test_artifacts_of_a_local_store_live_beside_it(tmp_path, monkeypatch, mlflow_store):
     monkeypatch.chdir(tmp_path)
-    experiment_id = tracking.use_experiment("charmt-test")
+    experiment_id = tracking.get_or_create_experiment("charmt-test")
     location = mlflow.get_experiment(experiment_id).artifact_location
     assert (
         location == (Path(mlflow_store.removeprefix("sqlite:///")).parent / "mlartifacts").as_uri()

@@ -190,10 +190,6 @@ def get_or_create_experiment(name: str) -> str:
     return experiment_id
 
 
-# The old name, kept for callers that only need the id.
-use_experiment = get_or_create_experiment
-
-
 def runs_view_url(experiment_id: str, ui: str | None = None) -> str:
     """A link that opens the experiment's runs table in the MLflow UI.
 
@@ -347,7 +343,7 @@ def reopen_interrupted_run(experiment_name: str, run_id: str) -> mlflow.ActiveRu
 
     None also when the run belongs to another experiment: the caller then starts afresh.
     """
-    experiment_id = use_experiment(experiment_name)
+    experiment_id = get_or_create_experiment(experiment_name)
     try:
         found = mlflow.MlflowClient().get_run(run_id)
     except mlflow.exceptions.MlflowException:
@@ -366,17 +362,17 @@ def evaluation_run(
     MLflow refuses to change a logged param, and re-evaluating a trained model with other
     decoding params (``dvc exp run -S evaluate.beam_width=5``) re-runs only the evaluate stage.
     """
-    use_experiment(experiment_name)
+    get_or_create_experiment(experiment_name)
     try:
-        logged = mlflow.get_run(run_id).data.params
+        parent = mlflow.get_run(run_id)
     except mlflow.exceptions.MlflowException as error:
         raise CharmtError(
             f"MLflow run {run_id} not found in {tracking_uri()} ({error}); was the model trained "
             "against another tracking store? Set MLFLOW_TRACKING_URI or re-run the train stage"
         ) from None
+    logged = parent.data.params
     if all(logged.get(k, str(v)) == str(v) for k, v in params.items()):
         return resume_run(experiment_name, run_id)
-    parent = mlflow.get_run(run_id)
     run = write(
         mlflow.start_run,
         experiment_id=parent.info.experiment_id,
