@@ -1,16 +1,23 @@
 """Quality for training time: the seed's model and the attention model, on 10,000 pairs and on the
 whole file, each decoded greedily and by beam search, all scored on the same test sentences.
 
-    python bench/quality.py                       # the full table: hours on a 2-core machine
+    python bench/quality.py --label "quiet machine"     # the full table: hours on a 2-core machine
+    python bench/quality.py --configs attention-all-pairs --budget-minutes 50   # one profile
     python bench/quality.py --all-pairs 2000 --base-pairs 1000 --epochs 2 --latent-dim 32 \\
         --label smoke --out /tmp/quality          # a smoke test of the script: minutes
 
-Every configuration uses the pipeline's defaults (params.yaml) except the ones it names, with
-early stopping (--patience) and the best epoch kept. The test split is the one of the first
---base-pairs pairs (preprocess.held_out_pairs): larger profiles keep those sentences out of
-training and score on exactly them, with the same references; the script checks that. Each
-training runs in its own process, so its peak resident memory is its own. Results go to
-<out>/quality-<date>.json and .md. Not part of the test suite: timings on shared machines are
+The `seed` row is the pipeline's default profile as it is (every epoch run, the best one kept);
+the other rows stop early (--patience) and keep the best epoch. --budget-minutes stops a row's
+training after the first epoch that brings its training time past the budget (the epochs it ran
+are reported, so the row is reproducible as `-S train.epochs=N`). Every --curve-every epochs the
+test sentences are decoded greedily with the weights of that moment, which gives the curve of
+quality against training time (selection still uses val_loss only).
+
+The test split is the one of the first --base-pairs pairs (preprocess.held_out_pairs): larger
+profiles keep those sentences out of training and score on exactly them, with the same references;
+the script checks that. Each training runs in its own process, so its peak resident memory is its
+own. Results go to <out>/quality-<date>.json and .md, rewritten after each row, so a long run that
+is stopped keeps the rows it finished. Not part of the test suite: timings on shared machines are
 noisy, so say how the machine was loaded (--label).
 """
 
@@ -32,12 +39,12 @@ HERE = Path(__file__).resolve().parent
 WORK = HERE / "work"
 RESULTS = HERE / "results"
 PREPROCESS = {"validation_fraction": 0.1, "test_fraction": 0.1, "seed": 42}
-# name -> (all pairs?, model params)
+# name -> (all pairs?, model params, early stopping?)
 CONFIGURATIONS = {
-    "seed": (False, {"architecture": "seed"}),
-    "seed-all-pairs": (True, {"architecture": "seed"}),
-    "attention": (False, {"architecture": "attention"}),
-    "attention-all-pairs": (True, {"architecture": "attention"}),
+    "seed": (False, {"architecture": "seed"}, False),
+    "attention": (False, {"architecture": "attention"}, True),
+    "attention-all-pairs": (True, {"architecture": "attention"}, True),
+    "seed-all-pairs": (True, {"architecture": "seed"}, True),
 }
 METRICS = ("exact_match", "char_accuracy", "bleu", "chrf")
 
@@ -52,6 +59,59 @@ def _raw(data: str) -> str:
     return str(raw)
 
 
+class Progress:
+    """Keras callback factory (Keras is imported only in the worker): after each epoch, print a
+    progress line; every ``curve_every`` epochs, decode the test sentences greedily with the
+    weights of that moment (appending to ``curve``); stop once ``budget_seconds`` are spent."""
+
+    @staticmethod
+    def callback(vocabularies, splits, rows, curve_every, budget_seconds, curve):
+        import keras
+
+        from charmt import metrics
+        from charmt.data import group_references
+        from charmt.translator import Translator
+
+        references = group_references(splits["test"])
+        sources = list(references)
+        reference_lists = [references[s] for s in sources]
+
+        class _Progress(keras.callbacks.Callback):
+            translator = None
+
+            def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+                row = rows[-1]  # the recorder runs first and has appended this epoch's row
+                spent = sum(r["train_seconds"] for r in rows)
+                over_budget = budget_seconds is not None and spent >= budget_seconds
+                line = (
+                    f"  epoch {row['epoch']}: {spent / 60:.1f} min, val_loss {row['val_loss']:.4f}"
+                )
+                if curve_every and (row["epoch"] % curve_every == 0 or over_budget):
+                    # Its inference models share the training model's layers, so it decodes
+                    # with the current weights.
+                    self.translator = self.translator or Translator.from_training(
+                        self.model, vocabularies, splits["train"]
+                    )
+                    outputs = self.translator.translate(sources, 256, 10)
+                    point = {
+                        "epoch": row["epoch"],
+                        "train_seconds": round(spent, 1),
+                        "val_loss": row["val_loss"],
+                        **{
+                            name: round(getattr(metrics, name)(outputs, reference_lists), 4)
+                            for name in METRICS
+                        },
+                    }
+                    curve.append(point)
+                    line += f", char_accuracy {point['char_accuracy']:.3f}"
+                    line += f", exact_match {point['exact_match']:.3f}"
+                print(line, file=sys.stderr, flush=True)
+                if over_budget:
+                    self.model.stop_training = True
+
+        return _Progress()
+
+
 def worker(
     raw: str,
     num_samples: int | None,
@@ -59,6 +119,8 @@ def worker(
     model: dict,
     train: dict,
     beam_widths: list[int],
+    curve_every: int,
+    budget_seconds: float | None,
 ) -> dict:
     """Prepare (cached), train, and evaluate with each beam width; one JSON-able dict."""
     from charmt.data import load_split, prepare
@@ -73,13 +135,20 @@ def worker(
         prepare(raw, prepared, num_samples, held_out_pairs=base_pairs, **PREPROCESS)
     splits = {name: load_split(prepared, name) for name in ("train", "validation", "test")}
     vocabularies = Vocabularies.from_pairs(splits["train"])
+    architecture = ModelParams.from_dict(model)
+    rows: list[dict] = []
+    curve: list[dict] = []
+    progress = Progress.callback(vocabularies, splits, rows, curve_every, budget_seconds, curve)
+    params = TrainParams(**train)
     result = train_model(
         splits["train"],
         splits["validation"],
         vocabularies,
-        TrainParams(**train),
+        params,
+        on_epoch=rows.append,
         verbose=0,
-        architecture=ModelParams.from_dict(model),
+        architecture=architecture,
+        callbacks=[progress],
     )
     translator = Translator.from_training(result.model, vocabularies, splits["train"])
     evaluations = {}
@@ -88,25 +157,36 @@ def worker(
         evaluations[str(width)] = {
             k: figures[k] for k in (*METRICS, "sentences_per_second", "test_sentences")
         }
+    epochs_run = len(result.history)
+    if epochs_run == params.epochs:
+        stopped_by = "epochs"
+    elif budget_seconds is not None and result.train_seconds >= budget_seconds:
+        stopped_by = "budget"
+    else:
+        stopped_by = "early stopping"
     return {
         "train_pairs": len(splits["train"]),
         "test_split_sha256": hashlib.sha256((prepared / "test.tsv").read_bytes()).hexdigest(),
+        "train": train,
+        "stopped_by": stopped_by,
         **result.summary,
         "history": result.history,
+        "curve": curve,
         "evaluations": evaluations,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
 
 
 def run_worker(**kwargs) -> dict:
+    # Progress lines go straight to this terminal (stderr); the result is stdout's last line.
     done = subprocess.run(
         [sys.executable, __file__, "--worker", json.dumps(kwargs)],
-        capture_output=True,
+        stdout=subprocess.PIPE,
         text=True,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
     )
     if done.returncode != 0:
-        sys.exit(f"worker {kwargs['model']} failed:\n{done.stderr[-5000:]}")
+        sys.exit(f"worker {kwargs['model']} failed (exit {done.returncode}); see above")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -121,8 +201,17 @@ def main() -> None:
     parser.add_argument(
         "--all-pairs", type=int, default=None, help="cap for the all-pairs profiles (default: all)"
     )
-    parser.add_argument("--epochs", type=int, default=100, help="at most, with early stopping")
+    parser.add_argument("--epochs", type=int, default=100, help="at most (the seed row: exactly)")
     parser.add_argument("--patience", type=int, default=5, help="early_stopping_patience")
+    parser.add_argument(
+        "--budget-minutes",
+        type=float,
+        default=None,
+        help="training-time budget of each early-stopped row (default: none)",
+    )
+    parser.add_argument(
+        "--curve-every", type=int, default=5, help="epochs between curve points (0: none)"
+    )
     parser.add_argument("--latent-dim", type=int, default=256)
     parser.add_argument("--beam-width", type=int, default=5)
     parser.add_argument(
@@ -138,66 +227,76 @@ def main() -> None:
 
     began = time.time()
     raw = _raw(args.data)
-    train = {
-        "epochs": args.epochs,
-        "early_stopping_patience": args.patience,
-        "keep_best": True,
-        "latent_dim": args.latent_dim,
-    }
-    rows = {}
-    for name in args.configs:
-        all_pairs, model = CONFIGURATIONS[name]
-        print(f"{name} ...", file=sys.stderr, flush=True)
-        rows[name] = run_worker(
-            raw=raw,
-            num_samples=args.all_pairs if all_pairs else args.base_pairs,
-            base_pairs=args.base_pairs,
-            model=model,
-            train=train,
-            beam_widths=[1, args.beam_width],
-        )
-        rows[name]["model"] = model
-    test_splits = {row["test_split_sha256"] for row in rows.values()}
-    if len(test_splits) != 1:
-        sys.exit(f"the configurations were scored on different test splits: {test_splits}")
+    date = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     results = {
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "date": date,
         "label": args.label,
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform()},
         "setup": {
             "data": args.data,
             "base_pairs": args.base_pairs,
             "all_pairs": args.all_pairs or "all",
-            "train": train,
+            "epochs": args.epochs,
+            "patience": args.patience,
+            "budget_minutes": args.budget_minutes,
+            "latent_dim": args.latent_dim,
             "beam_width": args.beam_width,
-            "test_split_sha256": test_splits.pop(),
+            "curve_every": args.curve_every,
         },
-        "configurations": rows,
-        "benchmark_seconds": round(time.time() - began),
+        "configurations": {},
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    stamp = results["date"][:10]
-    (args.out / f"quality-{stamp}.json").write_text(json.dumps(results, indent=2) + "\n")
-    (args.out / f"quality-{stamp}.md").write_text(markdown(results))
+    for name in args.configs:
+        all_pairs, model, early_stopping = CONFIGURATIONS[name]
+        print(f"{name} ...", file=sys.stderr, flush=True)
+        train = {
+            "epochs": args.epochs,
+            "early_stopping_patience": args.patience if early_stopping else None,
+            "keep_best": True,
+            "latent_dim": args.latent_dim,
+        }
+        row = run_worker(
+            raw=raw,
+            num_samples=args.all_pairs if all_pairs else args.base_pairs,
+            base_pairs=args.base_pairs,
+            model=model,
+            train=train,
+            beam_widths=[1, args.beam_width],
+            curve_every=args.curve_every,
+            budget_seconds=args.budget_minutes * 60
+            if args.budget_minutes and early_stopping
+            else None,
+        )
+        results["configurations"][name] = {"model": model, **row}
+        test_splits = {r["test_split_sha256"] for r in results["configurations"].values()}
+        if len(test_splits) != 1:
+            sys.exit(f"the configurations were scored on different test splits: {test_splits}")
+        results["setup"]["test_split_sha256"] = next(iter(test_splits))
+        results["benchmark_seconds"] = round(time.time() - began)
+        (args.out / f"quality-{date[:10]}.json").write_text(json.dumps(results, indent=2) + "\n")
+        (args.out / f"quality-{date[:10]}.md").write_text(markdown(results))
     print(markdown(results))
 
 
 def markdown(r: dict) -> str:
     s = r["setup"]
+    budget = f", training budget {s['budget_minutes']} min" if s["budget_minutes"] else ""
     lines = [
         f"# Quality for training time, {r['date']}",
         "",
         f"{r['label'] or 'unlabelled run'}; {r['machine']['cpu_count']} CPUs, "
         f"{r['machine']['platform']}.",
+        "",
         f"Data: {Path(s['data']).name}; test split of the first {s['base_pairs']} pairs for every "
         f"row (sha256 {s['test_split_sha256'][:12]}); all pairs = {s['all_pairs']}. Training: "
-        f"latent {s['train']['latent_dim']}, at most {s['train']['epochs']} epochs, early "
-        f"stopping patience {s['train']['early_stopping_patience']}, best epoch kept; train s = "
-        "time spent training (validation excluded), summed over the epochs run.",
+        f"latent {s['latent_dim']}, the best epoch (lowest val_loss) kept; `seed` runs all "
+        f"{s['epochs']} epochs (the pipeline's default profile), the other rows at most "
+        f"{s['epochs']} with early stopping patience {s['patience']}{budget}. "
+        "train min = time spent training (validation excluded), summed over the epochs run.",
         "",
         "| configuration | train pairs | decoding | exact_match | char_accuracy | BLEU | chrF | "
-        "train s | epochs (best) | peak RSS MiB | sentences/s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "train min | epochs (best) | stopped by | peak RSS MiB | sentences/s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, row in r["configurations"].items():
         for width, e in row["evaluations"].items():
@@ -205,10 +304,30 @@ def markdown(r: dict) -> str:
             lines.append(
                 f"| {name} | {row['train_pairs']} | {decoding} | {e['exact_match']:.3f} | "
                 f"{e['char_accuracy']:.3f} | {e['bleu']:.1f} | {e['chrf']:.1f} | "
-                f"{row['train_seconds']:.0f} | {row['epochs_run']} ({row['best_epoch']}) | "
-                f"{row['peak_rss_mib']:.0f} | {e['sentences_per_second']:.0f} |"
+                f"{row['train_seconds'] / 60:.1f} | {row['epochs_run']} ({row['best_epoch']}) | "
+                f"{row['stopped_by']} | {row['peak_rss_mib']:.0f} | "
+                f"{e['sentences_per_second']:.0f} |"
             )
-    lines += ["", f"Benchmark ran {r['benchmark_seconds']} s.", ""]
+    if any(row["curve"] for row in r["configurations"].values()):
+        lines += [
+            "",
+            "## Quality against training time",
+            "",
+            f"Greedy decoding of the same test sentences every {s['curve_every']} epochs, with "
+            "the weights of that epoch (not the best so far).",
+            "",
+            "| configuration | epoch | train min | val_loss | exact_match | char_accuracy | BLEU "
+            "| chrF |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for name, row in r["configurations"].items():
+            for p in row["curve"]:
+                lines.append(
+                    f"| {name} | {p['epoch']} | {p['train_seconds'] / 60:.1f} | "
+                    f"{p['val_loss']:.3f} | {p['exact_match']:.3f} | {p['char_accuracy']:.3f} | "
+                    f"{p['bleu']:.1f} | {p['chrf']:.1f} |"
+                )
+    lines += ["", f"Benchmark ran {r['benchmark_seconds'] / 60:.0f} min.", ""]
     return "\n".join(lines)
 
 

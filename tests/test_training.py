@@ -76,6 +76,33 @@ def test_keep_best_chooses_the_saved_weights(keep_best):
     assert loss == pytest.approx(expected, rel=1e-5)
 
 
+def test_extra_callbacks_see_each_recorded_epoch_and_can_stop_training():
+    # What bench/quality.py relies on: a callback that scores after each recorded epoch and
+    # stops training on a budget.
+    pairs = reversal_pairs(100, seed=8)
+    vocabularies = Vocabularies.from_pairs(pairs)
+    rows, seen = [], []
+
+    class StopAfterTwo(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            seen.append(rows[-1]["epoch"])
+            if len(seen) == 2:
+                self.model.stop_training = True
+
+    params = TrainParams(latent_dim=8, batch_size=16, epochs=5)
+    result = train_model(
+        pairs[20:],
+        pairs[:20],
+        vocabularies,
+        params,
+        on_epoch=rows.append,
+        verbose=0,
+        callbacks=[StopAfterTwo()],
+    )
+    assert seen == [1, 2]
+    assert [row["epoch"] for row in result.history] == [1, 2]
+
+
 def test_nan_loss_stops_with_a_clear_error():
     pairs = reversal_pairs(100, seed=6)
     vocabularies = Vocabularies.from_pairs(pairs)

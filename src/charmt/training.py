@@ -208,6 +208,7 @@ def train_model(
     checkpoints: Checkpoints | None = None,
     checkpoint_extra: Mapping[str, Any] | None = None,
     architecture: ModelParams | None = None,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
 ) -> TrainResult:
     """Build, compile and fit the model of ``architecture`` (default: the seed's); ``on_epoch``
     receives each epoch's history row.
@@ -219,8 +220,10 @@ def train_model(
     JSON-able, goes into it, e.g. the MLflow run id), and training starts from the latest one
     when there is one: the result (history, best epoch, weights) is then the same, within float
     tolerance, as that of a run that was never interrupted. ``on_epoch`` is called for new
-    epochs only. The
-    caller removes the checkpoints once it has stored the result.
+    epochs only. The caller removes the checkpoints once it has stored the result.
+
+    ``callbacks`` are further Keras callbacks, run after the one that records each epoch (so an
+    epoch's history row exists when their ``on_epoch_end`` runs), e.g. to score while training.
     """
     if not validation_pairs:
         raise CharmtError(
@@ -262,7 +265,7 @@ def train_model(
             validation_data=to_dataset(validation_batches),
             epochs=params.epochs,
             initial_epoch=initial_epoch,
-            callbacks=[recorder, keras.callbacks.TerminateOnNaN()],
+            callbacks=[recorder, keras.callbacks.TerminateOnNaN(), *callbacks],
             verbose=verbose,
             shuffle=False,  # LengthBatches shuffles; Keras cannot shuffle a tf.data dataset
         )
