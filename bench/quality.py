@@ -30,6 +30,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -151,6 +152,10 @@ def worker(
         callbacks=[progress],
     )
     translator = Translator.from_training(result.model, vocabularies, splits["train"])
+    # Kept for a closer look (charmt translate --model <it>); bench/work is git-ignored.
+    saved = WORK / f"translator-{model['architecture']}-{num_samples or 'all'}"
+    shutil.rmtree(saved, ignore_errors=True)
+    translator.save(saved)
     evaluations = {}
     for width in beam_widths:
         figures = evaluate(translator, splits["test"], 256, 10, beam_width=width).metrics
@@ -219,6 +224,9 @@ def main() -> None:
     )
     parser.add_argument("--label", default="", help="how the machine was loaded, for the record")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--add-to", type=Path, help="a results .json whose table the new rows join (or replace)"
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -228,24 +236,35 @@ def main() -> None:
     began = time.time()
     raw = _raw(args.data)
     date = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    setup = {
+        "data": args.data,
+        "base_pairs": args.base_pairs,
+        "all_pairs": args.all_pairs or "all",
+        "epochs": args.epochs,
+        "patience": args.patience,
+        "latent_dim": args.latent_dim,
+        "beam_width": args.beam_width,
+        "curve_every": args.curve_every,
+    }
     results = {
         "date": date,
         "label": args.label,
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform()},
-        "setup": {
-            "data": args.data,
-            "base_pairs": args.base_pairs,
-            "all_pairs": args.all_pairs or "all",
-            "epochs": args.epochs,
-            "patience": args.patience,
-            "budget_minutes": args.budget_minutes,
-            "latent_dim": args.latent_dim,
-            "beam_width": args.beam_width,
-            "curve_every": args.curve_every,
-        },
+        "setup": setup,
         "configurations": {},
     }
-    args.out.mkdir(parents=True, exist_ok=True)
+    json_path = args.out / f"quality-{date[:10]}.json"
+    if args.add_to:
+        # Rows of another run (another day, another budget) join its table if they were set up
+        # alike; each row keeps its own budget and date.
+        json_path = args.add_to
+        results = json.loads(json_path.read_text())
+        earlier = {k: v for k, v in results["setup"].items() if k in setup}
+        if earlier != setup:
+            sys.exit(f"{json_path} was set up otherwise: {earlier}, not {setup}")
+        results["label"] += f"; then {' '.join(args.configs)} on {date[:10]}: {args.label}"
+    began -= results.get("benchmark_seconds", 0)
+    json_path.parent.mkdir(parents=True, exist_ok=True)
     for name in args.configs:
         all_pairs, model, early_stopping = CONFIGURATIONS[name]
         print(f"{name} ...", file=sys.stderr, flush=True)
@@ -267,20 +286,25 @@ def main() -> None:
             if args.budget_minutes and early_stopping
             else None,
         )
-        results["configurations"][name] = {"model": model, **row}
+        budget = args.budget_minutes if early_stopping else None
+        results["configurations"][name] = {
+            "model": model,
+            "date": date,
+            "budget_minutes": budget,
+            **row,
+        }
         test_splits = {r["test_split_sha256"] for r in results["configurations"].values()}
         if len(test_splits) != 1:
             sys.exit(f"the configurations were scored on different test splits: {test_splits}")
         results["setup"]["test_split_sha256"] = next(iter(test_splits))
         results["benchmark_seconds"] = round(time.time() - began)
-        (args.out / f"quality-{date[:10]}.json").write_text(json.dumps(results, indent=2) + "\n")
-        (args.out / f"quality-{date[:10]}.md").write_text(markdown(results))
+        json_path.write_text(json.dumps(results, indent=2) + "\n")
+        json_path.with_suffix(".md").write_text(markdown(results))
     print(markdown(results))
 
 
 def markdown(r: dict) -> str:
     s = r["setup"]
-    budget = f", training budget {s['budget_minutes']} min" if s["budget_minutes"] else ""
     lines = [
         f"# Quality for training time, {r['date']}",
         "",
@@ -291,7 +315,8 @@ def markdown(r: dict) -> str:
         f"row (sha256 {s['test_split_sha256'][:12]}); all pairs = {s['all_pairs']}. Training: "
         f"latent {s['latent_dim']}, the best epoch (lowest val_loss) kept; `seed` runs all "
         f"{s['epochs']} epochs (the pipeline's default profile), the other rows at most "
-        f"{s['epochs']} with early stopping patience {s['patience']}{budget}. "
+        f"{s['epochs']} with early stopping patience {s['patience']} and a training-time budget "
+        "(stopped by). "
         "train min = time spent training (validation excluded), summed over the epochs run.",
         "",
         "| configuration | train pairs | decoding | exact_match | char_accuracy | BLEU | chrF | "
@@ -305,7 +330,7 @@ def markdown(r: dict) -> str:
                 f"| {name} | {row['train_pairs']} | {decoding} | {e['exact_match']:.3f} | "
                 f"{e['char_accuracy']:.3f} | {e['bleu']:.1f} | {e['chrf']:.1f} | "
                 f"{row['train_seconds'] / 60:.1f} | {row['epochs_run']} ({row['best_epoch']}) | "
-                f"{row['stopped_by']} | {row['peak_rss_mib']:.0f} | "
+                f"{_stopped_by(row)} | {row['peak_rss_mib']:.0f} | "
                 f"{e['sentences_per_second']:.0f} |"
             )
     if any(row["curve"] for row in r["configurations"].values()):
@@ -329,6 +354,12 @@ def markdown(r: dict) -> str:
                 )
     lines += ["", f"Benchmark ran {r['benchmark_seconds'] / 60:.0f} min.", ""]
     return "\n".join(lines)
+
+
+def _stopped_by(row: dict) -> str:
+    if row["stopped_by"] == "budget" and row.get("budget_minutes"):
+        return f"budget ({row['budget_minutes']:g} min)"
+    return row["stopped_by"]
 
 
 if __name__ == "__main__":
