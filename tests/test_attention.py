@@ -7,12 +7,10 @@ import random
 
 import numpy as np
 import pytest
-from conftest import reversal_pairs
+from conftest import assert_batched_decoding_matches_seed_style, reversal_pairs
 
 from charmt import metrics
-from charmt.batches import pad
 from charmt.cli import main as cli_main
-from charmt.decoding import GreedyDecoder, SeedStyleDecoder
 from charmt.errors import CharmtError
 from charmt.model import (
     ModelParams,
@@ -90,14 +88,7 @@ def test_step_model_equals_training_model(attention_trained):
 def test_batched_decoding_equals_one_sentence_at_a_time(attention_trained):
     translator, _, held_out, _ = attention_trained
     sources = [*sorted({p.source for p in held_out}, key=len)[::12], "abcdefghabc"]
-    assert len({len(s) for s in sources}) >= 4
-    max_length = translator.max_target_length + 11
-    encoded = [np.array(translator.vocabularies.source.encode(s), dtype=np.int32) for s in sources]
-    batched = GreedyDecoder(translator.model)(pad(encoded), max_length)
-    decode_like_seed = SeedStyleDecoder(translator.model)
-    for row, ids in zip(batched, encoded, strict=True):
-        one_at_a_time = decode_like_seed(ids, max_length)
-        assert list(row[: len(one_at_a_time)]) == one_at_a_time
+    assert_batched_decoding_matches_seed_style(translator, sources)
 
 
 def test_attention_model_learns_the_task(attention_trained, trained):

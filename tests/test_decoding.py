@@ -4,8 +4,8 @@ import logging
 
 import numpy as np
 import pytest
+from conftest import assert_batched_decoding_matches_seed_style
 
-from charmt.batches import pad
 from charmt.decoding import GreedyDecoder, SeedStyleDecoder
 from charmt.model import build_model
 from charmt.translator import Translator
@@ -13,21 +13,9 @@ from charmt.vocab import END, Vocabularies, Vocabulary
 
 
 def test_batched_decoding_equals_one_sentence_at_a_time(trained):
-    translator = trained.translator
     # Sentences of different lengths in one batch, and one longer than any in training.
     sources = [*sorted({p.source for p in trained.held_out}, key=len)[::6], "abcdefghabc"]
-    assert len({len(s) for s in sources}) >= 4
-    max_length = translator.max_target_length + 11
-    encoded = [np.array(translator.vocabularies.source.encode(s), dtype=np.int32) for s in sources]
-
-    batched = GreedyDecoder(translator.model)(pad(encoded), max_length)
-    decode_like_seed = SeedStyleDecoder(translator.model)
-    for row, ids in zip(batched, encoded, strict=True):
-        one_at_a_time = decode_like_seed(ids, max_length)
-        assert translator.vocabularies.target.decode(row) == translator.vocabularies.target.decode(
-            one_at_a_time
-        )
-        assert list(row[: len(one_at_a_time)]) == one_at_a_time
+    assert_batched_decoding_matches_seed_style(trained.translator, sources)
 
 
 def never_ending_translator(max_target_length: int) -> Translator:
