@@ -60,57 +60,52 @@ def _raw(data: str) -> str:
     return str(raw)
 
 
-class Progress:
-    """Keras callback factory (Keras is imported only in the worker): after each epoch, print a
-    progress line; every ``curve_every`` epochs, decode the test sentences greedily with the
-    weights of that moment (appending to ``curve``); stop once ``budget_seconds`` are spent."""
+def progress_callback(vocabularies, splits, rows, curve_every, budget_seconds, curve):
+    """A Keras callback (Keras is imported only in the worker): after each epoch, print a progress
+    line; every ``curve_every`` epochs, decode the test sentences greedily with the weights of
+    that moment (appending to ``curve``); stop once ``budget_seconds`` are spent."""
+    import keras
 
-    @staticmethod
-    def callback(vocabularies, splits, rows, curve_every, budget_seconds, curve):
-        import keras
+    from charmt import metrics
+    from charmt.data import group_references
+    from charmt.translator import Translator
 
-        from charmt import metrics
-        from charmt.data import group_references
-        from charmt.translator import Translator
+    references = group_references(splits["test"])
+    sources = list(references)
+    reference_lists = [references[s] for s in sources]
 
-        references = group_references(splits["test"])
-        sources = list(references)
-        reference_lists = [references[s] for s in sources]
+    class _Progress(keras.callbacks.Callback):
+        translator = None
 
-        class _Progress(keras.callbacks.Callback):
-            translator = None
-
-            def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-                row = rows[-1]  # the recorder runs first and has appended this epoch's row
-                spent = sum(r["train_seconds"] for r in rows)
-                over_budget = budget_seconds is not None and spent >= budget_seconds
-                line = (
-                    f"  epoch {row['epoch']}: {spent / 60:.1f} min, val_loss {row['val_loss']:.4f}"
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            row = rows[-1]  # the recorder runs first and has appended this epoch's row
+            spent = sum(r["train_seconds"] for r in rows)
+            over_budget = budget_seconds is not None and spent >= budget_seconds
+            line = f"  epoch {row['epoch']}: {spent / 60:.1f} min, val_loss {row['val_loss']:.4f}"
+            if curve_every and (row["epoch"] % curve_every == 0 or over_budget):
+                # Its inference models share the training model's layers, so it decodes
+                # with the current weights.
+                self.translator = self.translator or Translator.from_training(
+                    self.model, vocabularies, splits["train"]
                 )
-                if curve_every and (row["epoch"] % curve_every == 0 or over_budget):
-                    # Its inference models share the training model's layers, so it decodes
-                    # with the current weights.
-                    self.translator = self.translator or Translator.from_training(
-                        self.model, vocabularies, splits["train"]
-                    )
-                    outputs = self.translator.translate(sources, 256, 10)
-                    point = {
-                        "epoch": row["epoch"],
-                        "train_seconds": round(spent, 1),
-                        "val_loss": row["val_loss"],
-                        **{
-                            name: round(getattr(metrics, name)(outputs, reference_lists), 4)
-                            for name in METRICS
-                        },
-                    }
-                    curve.append(point)
-                    line += f", char_accuracy {point['char_accuracy']:.3f}"
-                    line += f", exact_match {point['exact_match']:.3f}"
-                print(line, file=sys.stderr, flush=True)
-                if over_budget:
-                    self.model.stop_training = True
+                outputs = self.translator.translate(sources, 256, 10)
+                point = {
+                    "epoch": row["epoch"],
+                    "train_seconds": round(spent, 1),
+                    "val_loss": row["val_loss"],
+                    **{
+                        name: round(getattr(metrics, name)(outputs, reference_lists), 4)
+                        for name in METRICS
+                    },
+                }
+                curve.append(point)
+                line += f", char_accuracy {point['char_accuracy']:.3f}"
+                line += f", exact_match {point['exact_match']:.3f}"
+            print(line, file=sys.stderr, flush=True)
+            if over_budget:
+                self.model.stop_training = True
 
-        return _Progress()
+    return _Progress()
 
 
 def worker(
@@ -139,7 +134,7 @@ def worker(
     architecture = ModelParams.from_dict(model)
     rows: list[dict] = []
     curve: list[dict] = []
-    progress = Progress.callback(vocabularies, splits, rows, curve_every, budget_seconds, curve)
+    progress = progress_callback(vocabularies, splits, rows, curve_every, budget_seconds, curve)
     params = TrainParams(**train)
     result = train_model(
         splits["train"],
