@@ -29,16 +29,17 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+# Run as `python bench/load.py`: the project root on the path, for bench.servers.
+sys.path.insert(0, str(HERE.parent))
 WORK = HERE / "work" / "load"
 RESULTS = HERE / "results"
 
 
 def tiny_model(directory: Path) -> Path:
     """A small model trained on reversed words over 'abcdefgh' (the tests' task), in seconds."""
-    from charmt.data import Pair
+    from charmt.data import Pair, build_vocabularies
     from charmt.training import TrainParams, train_model
     from charmt.translator import Translator
-    from charmt.vocab import Vocabularies
 
     rng = random.Random(1)
     words: set[str] = set()
@@ -47,7 +48,7 @@ def tiny_model(directory: Path) -> Path:
     pairs = [Pair(w, w[::-1]) for w in sorted(words)]
     rng.shuffle(pairs)
     train, validation = pairs[100:], pairs[:100]
-    vocabularies = Vocabularies.from_pairs(train)
+    vocabularies = build_vocabularies(train)
     params = TrainParams(latent_dim=64, batch_size=32, epochs=10, learning_rate=0.005, seed=3)
     result = train_model(train, validation, vocabularies, params, verbose=0)
     Translator.from_training(result.model, vocabularies, train).save(directory)
@@ -114,7 +115,7 @@ def percentile(values: list[float], q: float) -> float:
 
 def load(url: str, pool: list[str], clients: int, requests: int, max_seconds: float) -> dict:
     """``clients`` threads, each sending up to ``requests`` requests of 1-64 sentences."""
-    from charmt.serving import post
+    from bench.servers import post
 
     deadline = time.monotonic() + max_seconds
 
@@ -168,8 +169,8 @@ def main() -> None:
     store = f"sqlite:///{WORK / 'mlflow.db'}"
     os.environ["MLFLOW_TRACKING_URI"] = store
 
+    from bench.servers import post, process_tree_rss_mib, served
     from charmt import tracking
-    from charmt.serving import post, process_tree_rss_mib, served
     from charmt.translator import Translator
 
     model_dir = args.model or tiny_model(WORK / f"models-{os.getpid()}")

@@ -119,18 +119,17 @@ def worker(
     budget_seconds: float | None,
 ) -> dict:
     """Prepare (cached), train, and evaluate with each beam width; one JSON-able dict."""
-    from charmt.data import load_split, prepare
+    from charmt.data import build_vocabularies, load_split, prepare
     from charmt.evaluation import evaluate
     from charmt.model import ModelParams
     from charmt.training import TrainParams, train_model
     from charmt.translator import Translator
-    from charmt.vocab import Vocabularies
 
     prepared = WORK / f"prepared-{num_samples or 'all'}-{base_pairs}"
     if not (prepared / "test.tsv").exists():
         prepare(raw, prepared, num_samples, held_out_pairs=base_pairs, **PREPROCESS)
     splits = {name: load_split(prepared, name) for name in ("train", "validation", "test")}
-    vocabularies = Vocabularies.from_pairs(splits["train"])
+    vocabularies = build_vocabularies(splits["train"])
     architecture = ModelParams.from_dict(model)
     rows: list[dict] = []
     curve: list[dict] = []

@@ -82,14 +82,13 @@ def _quality(outputs: list[str], test) -> dict[str, float]:
 
 
 def worker_ours(data: str, num_samples: int, epochs: int, evaluate: bool) -> dict:
-    from charmt.data import group_references
+    from charmt.data import build_vocabularies, group_references
     from charmt.training import TrainParams, train_model
     from charmt.translator import Translator
-    from charmt.vocab import Vocabularies
 
     splits = _splits(data, num_samples)
     train = splits["train"]
-    vocabularies = Vocabularies.from_pairs(train)
+    vocabularies = build_vocabularies(train)
     # keep_best=False: both ways are judged at their last epoch, like for like.
     params = dataclasses.replace(TrainParams(), epochs=epochs, keep_best=False)
     result = train_model(train, splits["validation"], vocabularies, params, verbose=0)

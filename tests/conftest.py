@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
-from charmt.data import Pair
+from charmt.data import Pair, build_vocabularies
 
 PROJECT = Path(__file__).resolve().parents[1]
 
@@ -171,12 +171,11 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
     """A small model trained on the reversal task, saved as a models/ directory."""
     from charmt.training import TrainParams, train_model
     from charmt.translator import Translator
-    from charmt.vocab import Vocabularies
 
     pairs = reversal_pairs(900, seed=1)
     random.Random(2).shuffle(pairs)
     held_out, validation, train = pairs[:60], pairs[60:160], pairs[160:]
-    vocabularies = Vocabularies.from_pairs(train)
+    vocabularies = build_vocabularies(train)
     params = TrainParams(latent_dim=64, batch_size=32, epochs=25, learning_rate=0.005, seed=3)
     result = train_model(train, validation, vocabularies, params, verbose=0)
     translator = Translator.from_training(result.model, vocabularies, train)

@@ -11,6 +11,7 @@ from conftest import assert_batched_decoding_matches_seed_style, reversal_pairs
 
 from charmt import metrics
 from charmt.cli import main as cli_main
+from charmt.data import build_vocabularies
 from charmt.errors import CharmtError
 from charmt.model import (
     ModelParams,
@@ -21,7 +22,8 @@ from charmt.model import (
     decoder_step_model,
     encoder_model,
 )
-from charmt.translator import INFO_FILE, Translator
+from charmt.modeldir import INFO_FILE
+from charmt.translator import Translator
 
 ARCHITECTURES = {
     "attention": ModelParams("attention"),
@@ -33,12 +35,11 @@ ARCHITECTURES = {
 def attention_trained(request, tmp_path_factory):
     """A small attention model trained on the reversal task (as the seed's ``trained``)."""
     from charmt.training import TrainParams, train_model
-    from charmt.vocab import Vocabularies
 
     pairs = reversal_pairs(900, seed=1)
     random.Random(2).shuffle(pairs)
     held_out, validation, train = pairs[:60], pairs[60:160], pairs[160:]
-    vocabularies = Vocabularies.from_pairs(train)
+    vocabularies = build_vocabularies(train)
     params = TrainParams(latent_dim=32, batch_size=32, epochs=12, learning_rate=0.01, seed=3)
     result = train_model(
         train,

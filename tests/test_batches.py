@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from charmt.batches import EncodedPairs, LengthBatches, pad, teacher_forcing_batch
-from charmt.data import Pair
+from charmt.data import Pair, build_vocabularies
 from charmt.vocab import END, PAD, START, Vocabularies, Vocabulary
 
 
@@ -25,7 +25,7 @@ def mixed_length_pairs(n: int = 300, seed: int = 0) -> EncodedPairs:
         source = "".join(rng.choice("abcdef ") for _ in range(max(1, length + rng.randint(-3, 3))))
         target = "".join(rng.choice("uvwxyz ") for _ in range(length))
         pairs.append(Pair(source, target))
-    vocabularies = Vocabularies.from_pairs(pairs)
+    vocabularies = build_vocabularies(pairs)
     return EncodedPairs.encode(pairs, vocabularies)
 
 

@@ -19,7 +19,9 @@ from conftest import PROJECT, subprocess_env
 
 from charmt import cli
 from charmt.errors import CharmtError
-from charmt.translator import INFO_FILE, MODEL_FILE, VOCABULARIES_FILE, Translator
+from charmt.modeldir import INFO_FILE, MODEL_FILE
+from charmt.translator import Translator
+from charmt.vocab import VOCABULARIES_FILE
 
 
 def _sha256(path):

@@ -8,7 +8,8 @@ import mlflow
 import pytest
 from conftest import subprocess_env
 
-from charmt import serving, tracking
+from bench import servers
+from charmt import tracking
 
 
 @pytest.fixture(scope="module")
@@ -59,9 +60,9 @@ def test_loads_and_predicts_in_a_fresh_process(translator_uri, trained):
 def test_served_by_mlflow_models_serve(translator_uri, trained, tmp_path):
     uri, store = translator_uri
     env = subprocess_env(MLFLOW_TRACKING_URI=store)
-    with serving.served(uri, tmp_path / "serve.log", env=env, timeout=120) as server:
+    with servers.served(uri, tmp_path / "serve.log", env=env, timeout=120) as server:
         sources = [p.source for p in trained.held_out[:4]]
-        status, body = serving.post(
+        status, body = servers.post(
             f"{server.url}/invocations", json.dumps({"inputs": sources}).encode()
         )
     assert status == 200, body

@@ -9,26 +9,27 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
+import sys
 import time
 
 import numpy as np
 import pytest
-from conftest import make_project, reversal_pairs, run, subprocess_env, write_tiny_zip
+from conftest import PROJECT, make_project, reversal_pairs, run, subprocess_env, write_tiny_zip
 
-from charmt.checkpoint import Checkpoints, file_digest, fingerprint
+from charmt.checkpoint import Checkpoints
+from charmt.data import build_vocabularies
 
 PARAMS = dict(latent_dim=16, batch_size=16, epochs=5, learning_rate=0.02, seed=3)
 
 
 @pytest.fixture(scope="module")
 def task():
-    from charmt.vocab import Vocabularies
-
     pairs = reversal_pairs(240, seed=11)
     train, validation = pairs[:200], pairs[200:]
-    return train, validation, Vocabularies.from_pairs(train)
+    return train, validation, build_vocabularies(train)
 
 
 def _train(task, tmp_path, interrupt_after=None, checkpoints=True, **overrides):
@@ -144,15 +145,69 @@ def test_another_configuration_never_resumes_and_its_checkpoints_are_discarded(t
     assert not tmp_path.exists()
 
 
-def test_fingerprint_changes_with_params_and_data(tmp_path):
+_STAGE_KEY = """
+import json, sys
+from pathlib import Path
+from charmt.checkpoint import Checkpoints
+from charmt.params import load_sections
+from charmt.train_stage import SECTIONS, checkpoint_inputs
+params = load_sections(sys.argv[1], SECTIONS)
+store = Checkpoints.of(sys.argv[3], checkpoint_inputs(params, Path(sys.argv[2])))
+reasons = store.discard_stale()
+if store.latest() is None:
+    store.save(1, {"rows": []}, lambda directory: None)
+print(json.dumps({"key": store.key, "reasons": reasons}))
+"""
+
+
+def test_the_train_stages_key_changes_with_params_data_and_code_and_says_which(tmp_path):
+    """The train stage's own checkpoint key (``train_stage.checkpoint_inputs``), computed in a
+    fresh process over a copy of the package: a changed param, changed data or an edited module
+    each give a new key, and the stale checkpoint is discarded with the reason named."""
+    source = tmp_path / "src"
+    shutil.copytree(
+        PROJECT / "src" / "charmt", source / "charmt", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    params = tmp_path / "params.yaml"
+    shutil.copy(PROJECT / "params.yaml", params)
     data = tmp_path / "prepared"
     data.mkdir()
     (data / "train.tsv").write_text("ab\tba\n")
-    base = {"train": PARAMS, "data": file_digest([data])}
-    assert fingerprint(base) == fingerprint(json.loads(json.dumps(base)))
-    assert fingerprint({**base, "train": {**PARAMS, "epochs": 6}}) != fingerprint(base)
+    checkpoints = tmp_path / "checkpoints"
+
+    def key() -> dict:
+        done = subprocess.run(
+            [sys.executable, "-c", _STAGE_KEY, str(params), str(data), str(checkpoints)],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(source)},
+            timeout=120,
+            check=True,
+        )
+        return json.loads(done.stdout)
+
+    first = key()
+    assert key() == {"key": first["key"], "reasons": []}, "the same inputs keep the key"
+
+    text = params.read_text()
+    params.write_text(text.replace("epochs: 100", "epochs: 101"))
+    changed = key()
+    assert changed["key"] != first["key"]
+    assert changed["reasons"] and "another train" in changed["reasons"][0]
+    params.write_text(text)
+
     (data / "train.tsv").write_text("ab\tbb\n")
-    assert fingerprint({**base, "data": file_digest([data])}) != fingerprint(base)
+    changed = key()
+    assert changed["key"] != first["key"] and "another data" in changed["reasons"][0]
+
+    for module in ("model.py", "batches.py"):
+        path = source / "charmt" / module
+        path.write_text(path.read_text() + "\n# an edit\n")
+        edited = key()
+        assert edited["key"] != changed["key"], f"editing {module} must change the key"
+        assert f"code (charmt/{module})" in edited["reasons"][0]
+        assert "training starts from epoch 1" in edited["reasons"][0]
+        changed = edited
 
 
 # --- end to end: a real `dvc repro`, interrupted with SIGINT and run again ---------------------

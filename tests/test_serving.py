@@ -10,9 +10,9 @@ import json
 
 import pytest
 
+from bench.servers import post, served
 from charmt import tracking
 from charmt.pyfunc import MAX_CHARACTERS, MAX_SENTENCES, check_request
-from charmt.serving import post, served
 
 GOOD = ["abc", "hgfe"]
 

@@ -6,18 +6,16 @@ import keras
 import pytest
 from conftest import PROJECT, reversal_pairs
 
-from charmt.batches import EncodedPairs, LengthBatches
-from charmt.data import Pair
+from charmt.batches import EncodedPairs, LengthBatches, to_dataset
+from charmt.data import Pair, build_vocabularies
 from charmt.errors import CharmtError
 from charmt.params import load_params, section
 from charmt.training import (
     HISTORY_COLUMNS,
     TrainParams,
     optimizer_for,
-    to_dataset,
     train_model,
 )
-from charmt.vocab import Vocabularies
 
 
 def test_validation_loss_falls_and_held_out_words_are_reversed(trained):
@@ -54,7 +52,7 @@ def _small_run(keep_best: bool):
     pairs = reversal_pairs(200, seed=5)
     train = pairs[40:]
     validation = [Pair(p.source, p.target.translate(SHIFTED)) for p in pairs[:40]]
-    vocabularies = Vocabularies.from_pairs(train)
+    vocabularies = build_vocabularies(train)
     params = TrainParams(
         latent_dim=16, batch_size=16, epochs=6, learning_rate=0.02, keep_best=keep_best, seed=1
     )
@@ -80,7 +78,7 @@ def test_extra_callbacks_see_each_recorded_epoch_and_can_stop_training():
     # What bench/quality.py relies on: a callback that scores after each recorded epoch and
     # stops training on a budget.
     pairs = reversal_pairs(100, seed=8)
-    vocabularies = Vocabularies.from_pairs(pairs)
+    vocabularies = build_vocabularies(pairs)
     rows, seen = [], []
 
     class StopAfterTwo(keras.callbacks.Callback):
@@ -105,7 +103,7 @@ def test_extra_callbacks_see_each_recorded_epoch_and_can_stop_training():
 
 def test_nan_loss_stops_with_a_clear_error():
     pairs = reversal_pairs(100, seed=6)
-    vocabularies = Vocabularies.from_pairs(pairs)
+    vocabularies = build_vocabularies(pairs)
     params = TrainParams(latent_dim=8, batch_size=16, epochs=3, learning_rate=math.inf)
     with pytest.raises(CharmtError, match=r"NaN.*train\.learning_rate"):
         train_model(pairs[20:], pairs[:20], vocabularies, params, verbose=0)
@@ -113,7 +111,7 @@ def test_nan_loss_stops_with_a_clear_error():
 
 def test_empty_validation_split_is_a_clear_error():
     pairs = reversal_pairs(20, seed=7)
-    vocabularies = Vocabularies.from_pairs(pairs)
+    vocabularies = build_vocabularies(pairs)
     with pytest.raises(CharmtError, match="validation_fraction"):
         train_model(pairs, [], vocabularies, TrainParams(epochs=1), verbose=0)
 

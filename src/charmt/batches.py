@@ -15,6 +15,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import tensorflow as tf
 
 from charmt.data import Pair
 from charmt.vocab import END, PAD, START, Vocabularies
@@ -129,3 +130,14 @@ class LengthBatches:
             real += sum(lengths)
             padded += max(lengths) * len(lengths)
         return padded / real
+
+
+def to_dataset(batches: LengthBatches) -> tf.data.Dataset:
+    """A tf.data view of ``batches``; every pass over it (every epoch) reshuffles."""
+    ids = tf.TensorSpec(shape=(None, None), dtype=tf.int32)
+    dataset = tf.data.Dataset.from_generator(
+        lambda: iter(batches),
+        output_signature=({"encoder_ids": ids, "decoder_ids": ids}, ids),
+    )
+    # A generator has no known length; without it Keras warns that the input "ran out of data".
+    return dataset.apply(tf.data.experimental.assert_cardinality(len(batches))).prefetch(2)

@@ -8,7 +8,8 @@ Layout: ``<root>/<fingerprint>/epoch-0007/`` holds everything needed to continue
 a temporary name and renamed into place only once complete, and older epochs are removed only
 after that, so a hard kill (SIGKILL, power loss) at any moment leaves the last complete
 checkpoint loadable. The fingerprint is a digest of everything the result depends on (train
-params, the data's contents): a changed param or changed data never resumes a stale checkpoint.
+params, the data's contents, the code that trains): a changed param, changed data or edited code
+never resumes a stale checkpoint, and ``discard_stale`` says which of them changed.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 STATE_FILE = "state.json"
+# Beside a configuration's epochs: the inputs its fingerprint was made of, to say what changed.
+INPUTS_FILE = "inputs.json"
 _EPOCH_DIR = re.compile(r"epoch-(\d+)")
 
 
@@ -38,8 +41,7 @@ def file_digest(paths: Iterable[str | os.PathLike[str]]) -> str:
         for file in files:
             digest.update(file.name.encode() + b"\0")
             with file.open("rb") as handle:
-                for block in iter(lambda h=handle: h.read(1 << 20), b""):
-                    digest.update(block)
+                digest.update(hashlib.file_digest(handle, "sha256").digest())
     return digest.hexdigest()
 
 
@@ -58,24 +60,75 @@ class Checkpoint:
     directory: Path
 
 
-class Checkpoints:
-    """The checkpoints of one training configuration (``key``, a ``fingerprint``) under ``root``."""
+def changed_inputs(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """What differs between two fingerprint inputs, in words: ``train``, ``code (charmt/x.py)``."""
+    changes = []
+    for name in sorted(old.keys() | new.keys()):
+        before, after = old.get(name), new.get(name)
+        if before == after:
+            continue
+        if isinstance(before, Mapping) and isinstance(after, Mapping) and name == "code":
+            files = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+            changes.append(f"code ({', '.join(files)})")
+        else:
+            changes.append(name)
+    return changes
 
-    def __init__(self, root: str | os.PathLike[str], key: str) -> None:
+
+class Checkpoints:
+    """The checkpoints of one training configuration (``key``, a ``fingerprint``) under ``root``.
+
+    With ``inputs`` (what the key was made of), they are kept beside the epochs, so that
+    ``discard_stale`` can say what changed since a checkpoint it does not use.
+    """
+
+    def __init__(
+        self, root: str | os.PathLike[str], key: str, inputs: Mapping[str, Any] | None = None
+    ) -> None:
         self.root = Path(root)
         self.key = key
         self.directory = self.root / key
+        self.inputs = dict(inputs) if inputs is not None else None
 
-    def discard_stale(self) -> None:
-        """Remove checkpoints of other configurations and leftovers of interrupted writes."""
+    @classmethod
+    def of(cls, root: str | os.PathLike[str], inputs: Mapping[str, Any]) -> Checkpoints:
+        """The checkpoints of the configuration ``inputs`` (keyed by their ``fingerprint``)."""
+        return cls(root, fingerprint(inputs), inputs)
+
+    def discard_stale(self) -> list[str]:
+        """Remove checkpoints of other configurations and leftovers of interrupted writes.
+
+        Returns one line for each discarded configuration that held a complete checkpoint: which
+        epoch it had and, where its inputs were recorded, what changed since.
+        """
+        reasons = []
         if self.root.is_dir():
             for entry in self.root.iterdir():
-                if entry.name != self.key:
-                    _remove(entry)
+                if entry.name == self.key:
+                    continue
+                stale = Checkpoints(self.root, entry.name).latest() if entry.is_dir() else None
+                if stale is not None:
+                    reasons.append(self._why_not(stale))
+                _remove(entry)
         if self.directory.is_dir():
             for entry in self.directory.iterdir():
-                if not _EPOCH_DIR.fullmatch(entry.name):
+                if not _EPOCH_DIR.fullmatch(entry.name) and entry.name != INPUTS_FILE:
                     _remove(entry)
+        return reasons
+
+    def _why_not(self, stale: Checkpoint) -> str:
+        try:
+            old = json.loads((stale.directory.parent / INPUTS_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            old = None
+        if old is None or self.inputs is None:
+            what = "other params, data or code"
+        else:
+            what = "another " + ", ".join(changed_inputs(old, self.inputs) or ["configuration"])
+        return (
+            f"not resuming the checkpoint after epoch {stale.epoch} in {stale.directory}: it was "
+            f"made with {what}; training starts from epoch 1"
+        )
 
     def latest(self) -> Checkpoint | None:
         """The newest complete checkpoint of this configuration, or None."""
@@ -104,6 +157,10 @@ class Checkpoints:
         ``state`` (JSON-able) goes beside them.
         """
         self.directory.mkdir(parents=True, exist_ok=True)
+        if self.inputs is not None and not (self.directory / INPUTS_FILE).is_file():
+            (self.directory / INPUTS_FILE).write_text(
+                json.dumps(self.inputs, sort_keys=True, default=str), encoding="utf-8"
+            )
         final = self.directory / f"epoch-{epoch:04d}"
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=self.directory))
         try:

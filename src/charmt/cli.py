@@ -5,22 +5,25 @@ echo "Go." | charmt translate                 # sentences from standard input, o
 charmt translate --model models:/m-... "Go."  # an MLflow model instead of models/
 charmt translate --beam-width 5 "Go."         # beam search instead of greedy decoding
 charmt log-training                           # log a training saved while the server was away
+
+Standard error carries charmt's own messages only (a refused input, characters never seen in
+training, an error): TensorFlow's start-up log and other libraries' warnings are shown with
+--verbose.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import logging
 import os
 import sys
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from charmt.errors import CharmtError, exit_on_error
-
-# TensorFlow's start-up chatter is not for a command-line user; warnings and errors still show.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 MLFLOW_SCHEMES = ("models:/", "runs:/")
 
@@ -76,6 +79,58 @@ def log_training(args: argparse.Namespace) -> None:
     print(f"logged {args.model} to MLflow run {run_id} in {tracking.tracking_uri()}")
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Log records to whatever ``sys.stderr`` is when they are emitted."""
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: object) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def _only_charmt_on_stderr() -> Iterator[None]:
+    """Keep standard error to charmt's own messages while the block runs.
+
+    TensorFlow's C++ runtime writes its start-up lines (absl, oneDNN, CPU features) straight to
+    file descriptor 2, before and regardless of ``TF_CPP_MIN_LOG_LEVEL``; so descriptor 2 goes to
+    /dev/null and Python's ``sys.stderr`` to a copy of the real one. Other libraries' Python
+    warnings and their log records below ERROR are dropped. Everything is restored afterwards.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    saved_stderr, real = sys.stderr, None
+    try:
+        is_fd_2 = saved_stderr.fileno() == 2
+    except (AttributeError, OSError, ValueError):  # already captured (a test, a wrapper)
+        is_fd_2 = False
+    if is_fd_2:
+        saved_stderr.flush()
+        real = os.dup(2)
+        sys.stderr = os.fdopen(real, "w", buffering=1, encoding="utf-8", closefd=False)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+    root, ours = logging.getLogger(), logging.getLogger("charmt")
+    levels = root.level, ours.level
+    root.setLevel(logging.ERROR)
+    ours.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        root.setLevel(levels[0])
+        ours.setLevel(levels[1])
+        if real is not None:
+            sys.stderr.flush()
+            os.dup2(real, 2)
+            os.close(real)
+            sys.stderr = saved_stderr
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="charmt", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -98,6 +153,11 @@ def main(argv: list[str] | None = None) -> None:
         default=1,
         help="1 (default): greedy decoding; N > 1: beam search keeping N hypotheses",
     )
+    translate_parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="also show TensorFlow's and other libraries' own log lines and warnings",
+    )
     log_parser = commands.add_parser(
         "log-training",
         help="log a training the train stage saved while the MLflow server was away",
@@ -106,9 +166,15 @@ def main(argv: list[str] | None = None) -> None:
     log_parser.add_argument("--history", type=Path, default=Path("metrics/history.csv"))
     log_parser.add_argument("--metrics", type=Path, default=Path("metrics/train.json"))
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    if not any(isinstance(h, _StderrHandler) for h in logging.getLogger().handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+        logging.getLogger().addHandler(handler)
+    logging.getLogger().setLevel(logging.WARNING)
     command = translate if args.command == "translate" else log_training
-    exit_on_error(lambda: command(args))
+    quiet = args.command == "translate" and not args.verbose
+    with _only_charmt_on_stderr() if quiet else contextlib.nullcontext():
+        exit_on_error(lambda: command(args))
 
 
 if __name__ == "__main__":

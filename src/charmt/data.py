@@ -10,17 +10,16 @@ from __future__ import annotations
 import itertools
 import os
 import random
-import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from charmt.atomic import atomic_dir, atomic_path
 from charmt.errors import CharmtError
-from charmt.vocab import Vocabularies
+from charmt.text import normalize
+from charmt.vocab import VOCABULARIES_FILE, Vocabularies
 
 SPLITS = ("train", "validation", "test")
-VOCABULARIES_FILE = "vocabularies.json"
 
 
 @dataclass(frozen=True)
@@ -56,7 +55,7 @@ def parse_line(line: str, where: str, fix: str = RAW_FIX) -> Pair | None:
             f"'English<TAB>French<TAB>attribution' with non-empty sentences; {fix}"
         )
     # NFC so that 'é' typed as one code point or as 'e' + accent is one character to the model.
-    source, target = (unicodedata.normalize("NFC", field.strip()) for field in fields[:2])
+    source, target = (normalize(field.strip()) for field in fields[:2])
     return Pair(source, target)
 
 
@@ -145,6 +144,12 @@ def write_pairs(path: str | os.PathLike[str], pairs: Iterable[Pair]) -> None:
             out.write(f"{pair.source}\t{pair.target}\n")
 
 
+def build_vocabularies(pairs: Iterable[Pair]) -> Vocabularies:
+    """Both vocabularies of ``pairs`` (the training split: other characters become unknown)."""
+    pairs = list(pairs)
+    return Vocabularies.build((p.source for p in pairs), (p.target for p in pairs))
+
+
 def group_references(pairs: Iterable[Pair]) -> dict[str, list[str]]:
     """Each distinct English sentence with all its French references, in first-seen order."""
     references: dict[str, list[str]] = {}
@@ -194,7 +199,7 @@ def prepare(
         )
     pairs = read_pairs(raw, num_samples)
     splits = split_pairs(pairs, validation_fraction, test_fraction, seed, held_out_pairs)
-    vocabularies = Vocabularies.from_pairs(splits["train"])
+    vocabularies = build_vocabularies(splits["train"])
     with atomic_dir(out_dir) as tmp:
         for name, split in splits.items():
             write_pairs(tmp / f"{name}.tsv", split)

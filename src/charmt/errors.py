@@ -30,5 +30,6 @@ def exit_on_error(main: Callable[[], None]) -> None:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:
-        print("interrupted; no partial outputs were kept", file=sys.stderr)
+        # Every output is written to a temporary name and renamed when complete.
+        print("interrupted; no output was left half-written", file=sys.stderr)
         sys.exit(130)

@@ -11,10 +11,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from charmt import metrics
-from charmt.batches import EncodedPairs, LengthBatches
+from charmt.batches import EncodedPairs, LengthBatches, to_dataset
 from charmt.data import Pair, group_references
 from charmt.errors import CharmtError
-from charmt.training import to_dataset
 from charmt.translator import Translator
 
 # Each score of metrics/eval.json and the range it lies in, for the checks of every run.

@@ -12,7 +12,8 @@ A request is checked before any work, and refused with a message that says what 
 - at most ``MAX_SENTENCES`` sentences per request, and at least one;
 - each sentence a string of at most ``MAX_CHARACTERS`` characters;
 - no control characters (tabs, newlines, NUL, ...: one request line is one sentence);
-- only characters the model saw in training: anything else would be read as "unknown" and give a
+- only characters the model saw in training, once normalised to NFC as training text was (a
+  decomposed 'é' is the 'é' of training): anything else would be read as "unknown" and give a
   translation that looks fine and is not. (``charmt translate`` on a ``models/`` directory
   translates such sentences anyway, with a warning on stderr; a served client would see no
   warning.)
@@ -26,6 +27,8 @@ from typing import Any
 import mlflow.models
 import mlflow.pyfunc
 from mlflow.exceptions import MlflowException
+
+from charmt.text import normalize
 
 ARTIFACT = "translator"
 # Bounds on one request, so that a client cannot make the server run out of memory or time: a
@@ -43,8 +46,9 @@ def _refuse(message: str) -> MlflowException:
 
 
 def check_request(sentences: Any, known: set[str]) -> list[str]:
-    """``sentences`` if it is a request this model can answer; else an ``MlflowException``
-    (INVALID_PARAMETER_VALUE, HTTP 400) saying what is wrong and where."""
+    """``sentences``, normalised to NFC, if it is a request this model can answer; else an
+    ``MlflowException`` (INVALID_PARAMETER_VALUE, HTTP 400) saying what is wrong and where."""
+
     if not isinstance(sentences, list):
         raise _refuse(
             f"expected a list of strings, got {type(sentences).__name__}; "
@@ -57,6 +61,7 @@ def check_request(sentences: Any, known: set[str]) -> list[str]:
             f"{len(sentences)} sentences in one request; at most {MAX_SENTENCES} are accepted: "
             "split them over several requests"
         )
+    checked = []
     for i, sentence in enumerate(sentences):
         if not isinstance(sentence, str):
             raise _refuse(
@@ -75,13 +80,15 @@ def check_request(sentences: Any, known: set[str]) -> list[str]:
                 f"sentence {i} contains control characters ({codes}); send one sentence per "
                 "item, without tabs or line breaks"
             )
+        sentence = normalize(sentence)
         unknown = sorted(set(sentence) - known)
         if unknown:
             raise _refuse(
                 f"sentence {i} contains characters never seen in training: {''.join(unknown)!r}; "
                 "the translation would be unreliable. Remove or replace them"
             )
-    return sentences
+        checked.append(sentence)
+    return checked
 
 
 def check_beam_width(width: Any) -> int:

@@ -1,10 +1,18 @@
 """The model registry: every evaluated translator becomes a version of one registered model, and
 the alias ``champion`` marks the best of them, judged on the same test pairs.
 
-The alias moves to a new version only when it beats the current champion on *this* pipeline's
-test split. Two versions may have been evaluated on different splits (other data, other seeds),
-so their recorded scores are not comparable: the current champion is loaded and scored again on
-the same test pairs as the new version, with the same decoding, before they are compared.
+The champion is the best version scored on *this* pipeline's test split. Each version carries
+its score on every test split it was scored on, as the tag ``test_score.<split digest>``. Two
+versions may have been evaluated on different splits (other data, other seeds), so their recorded
+scores are not comparable: a champion with no score on this split is loaded and scored on the
+same test pairs as the new version, with the same decoding, and tagged with it.
+
+Promotion converges, so that it holds under parallel evaluations (``dvc queue start -j 2``) and
+on a tracking server, where no file lock reaches: after tagging its version, each evaluation
+points the alias at the best of all versions scored on its split (ties keep the older), then
+reads the registry again and repeats while the alias is not on the best of what it now sees.
+Whatever the interleaving, the last evaluation to move the alias sees every version registered
+before it, so once all have finished the champion is the best of them.
 
 The comparison uses ``char_accuracy`` (``charmt.metrics``): exact matches are near zero for this
 small model, and corpus BLEU is coarse on a few hundred short sentences, while char_accuracy
@@ -16,6 +24,7 @@ Anyone then loads the champion by name: ``charmt translate --model models:/<name
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
@@ -35,7 +44,12 @@ if TYPE_CHECKING:
 CHAMPION = "champion"
 PRIMARY_METRIC = "char_accuracy"
 # The logged model that is registered: strings in, strings out (charmt.pyfunc).
-LOGGED_MODEL = "translator"
+LOGGED_MODEL = tracking.TRANSLATOR_MODEL
+# A version's PRIMARY_METRIC on one test split: this prefix and the split's digest.
+SCORE_TAG = "test_score."
+# Promotion re-reads the registry until the alias rests on the best version it sees; each round
+# is needed only when another evaluation moved the alias or registered a version meanwhile.
+MAX_ROUNDS = 20
 # Provenance copied from the training run's tags onto the version.
 PROVENANCE_TAGS = ("git_commit", "git_dirty", "dvc_experiment")
 
@@ -65,16 +79,20 @@ def score(translate: Callable[[list[str]], list[str]], test_pairs: Sequence[Pair
     return round(metrics.char_accuracy(outputs, [references[s] for s in sources]), 4)
 
 
+def split_digest(test_pairs: Sequence[Pair]) -> str:
+    """A short digest of a test split's pairs: versions scored on equal splits compare."""
+    text = "".join(f"{pair.source}\t{pair.target}\n" for pair in test_pairs)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+
+
 def _logged_translator_uri(run: mlflow.entities.Run) -> str:
-    models = mlflow.search_logged_models(
-        experiment_ids=[run.info.experiment_id],
-        filter_string=f"source_run_id = '{run.info.run_id}' AND name = '{LOGGED_MODEL}'",
-        output_format="list",
-    )
+    """The run's completely logged translator (newest first); never a half-logged one."""
+    models = tracking.ready_models(run, LOGGED_MODEL)
     if not models:
         raise CharmtError(
-            f"MLflow run {run.info.run_id} has no logged {LOGGED_MODEL!r} model; if its training "
-            "lost the tracking server, run `charmt log-training` first"
+            f"MLflow run {run.info.run_id} has no completely logged {LOGGED_MODEL!r} model (none "
+            "is READY); if its training lost the tracking server or was interrupted while "
+            "logging, run `charmt log-training` first"
         )
     return f"models:/{models[0].model_id}"
 
@@ -119,6 +137,42 @@ def _load(uri: str) -> Callable[[list[str]], list[str]]:
     return lambda sentences: list(model.predict(sentences))
 
 
+def _split_score(version: ModelVersion, tag: str, test_pairs: Sequence[Pair]) -> float:
+    """``version``'s score on this split: its tag, else scored now and tagged."""
+    if tag in version.tags:
+        return float(version.tags[tag])
+    value = score(_load(f"models:/{version.name}/{version.version}"), test_pairs)
+    client = mlflow.MlflowClient()
+    tracking.write(client.set_model_version_tag, version.name, version.version, tag, str(value))
+    return value
+
+
+def _best_scored(name: str, tag: str) -> int:
+    """The best version of ``name`` scored on the split of ``tag``; a tie keeps the older."""
+    scored = {
+        int(version.version): float(version.tags[tag])
+        for version in mlflow.MlflowClient().search_model_versions(f"name = '{name}'")
+        if tag in version.tags
+    }
+    return max(scored, key=lambda number: (scored[number], -number))
+
+
+def converge_champion(name: str, tag: str) -> int:
+    """Point ``champion`` at the best version scored on ``tag``'s split, re-reading the registry
+    after each move until the alias rests on the best of what it sees; that version."""
+    client = mlflow.MlflowClient()
+    for _ in range(MAX_ROUNDS):
+        best = _best_scored(name, tag)
+        current = current_champion(name)
+        if current is not None and int(current.version) == best:
+            return best
+        tracking.write(client.set_registered_model_alias, name, CHAMPION, str(best))
+    raise CharmtError(
+        f"the {CHAMPION} alias of {name} kept moving for {MAX_ROUNDS} rounds while this "
+        "evaluation promoted; re-run the evaluate stage once the other evaluations have finished"
+    )
+
+
 def promote(
     run_id: str,
     name: str | None,
@@ -126,37 +180,44 @@ def promote(
     test_pairs: Sequence[Pair],
     evaluation: Mapping[str, Any],
 ) -> Promotion:
-    """Register run ``run_id``'s translator as a version of ``name`` and move ``champion`` to it
-    if it beats the current champion on ``test_pairs``; the decision. ``name`` None: nothing.
+    """Register run ``run_id``'s translator as a version of ``name``, score it on
+    ``test_pairs`` and leave ``champion`` on the best version scored on them; the decision.
+    ``name`` None: nothing.
 
-    Needs the tracking URI configured (``charmt.tracking``). Both models are scored by
-    :func:`score` with the same default decoding the served model uses.
+    Needs the tracking URI configured (``charmt.tracking``). Every version is scored by
+    :func:`score`, with the same default decoding the served model uses.
     """
     if name is None:
         return Promotion(None, decision="registration off (registry.model_name is null)")
+    tag = SCORE_TAG + split_digest(test_pairs)
+    new_score = score(translator.translate, test_pairs)
     version = register(run_id, name, evaluation)
     number = int(version.version)
-    champion = current_champion(name)
-    new_score = score(translator.translate, test_pairs)
+    client = mlflow.MlflowClient()
+    tracking.write(client.set_model_version_tag, name, version.version, tag, str(new_score))
+    before = current_champion(name)
     promotion = Promotion(name, number, score=new_score)
-    if champion is None:
-        promotion.promoted = True
+    if before is not None:
+        promotion.champion_version = int(before.version)
+        promotion.champion_score = (
+            new_score if int(before.version) == number else _split_score(before, tag, test_pairs)
+        )
+    champion = converge_champion(name, tag)
+    promotion.promoted = champion == number and promotion.champion_version != number
+    if before is None:
         promotion.decision = f"version {number} is the first champion of {name}"
-    elif int(champion.version) == number:
-        promotion.champion_version, promotion.champion_score = number, new_score
+    elif int(before.version) == number:
         promotion.decision = f"version {number} is already the champion"
     else:
-        promotion.champion_version = int(champion.version)
-        promotion.champion_score = score(_load(f"models:/{name}@{CHAMPION}"), test_pairs)
-        promotion.promoted = new_score > promotion.champion_score
-        verdict = "beats" if promotion.promoted else "does not beat"
+        verdict = "beats" if new_score > promotion.champion_score else "does not beat"
         promotion.decision = (
             f"version {number} ({PRIMARY_METRIC} {new_score}) {verdict} champion version "
-            f"{champion.version} ({promotion.champion_score}) on this test split"
+            f"{before.version} ({promotion.champion_score}) on this test split"
         )
-    if promotion.promoted:
-        tracking.write(
-            mlflow.MlflowClient().set_registered_model_alias, name, CHAMPION, str(number)
+    if champion not in (number, promotion.champion_version):
+        promotion.decision += (
+            f"; the champion is now version {champion}, the best of the versions scored on "
+            "this test split (evaluated meanwhile)"
         )
     return promotion
 

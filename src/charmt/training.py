@@ -19,9 +19,8 @@ from typing import Any
 
 import keras
 import numpy as np
-import tensorflow as tf
 
-from charmt.batches import EncodedPairs, LengthBatches
+from charmt.batches import EncodedPairs, LengthBatches, to_dataset
 from charmt.checkpoint import Checkpoint, Checkpoints
 from charmt.data import Pair
 from charmt.errors import CharmtError
@@ -29,7 +28,7 @@ from charmt.model import build_model, build_optimizer, compile_model
 from charmt.params import ModelParams, TrainParams
 from charmt.vocab import Vocabularies
 
-__all__ = ["HISTORY_COLUMNS", "TrainParams", "TrainResult", "to_dataset", "train_model"]
+__all__ = ["HISTORY_COLUMNS", "TrainParams", "TrainResult", "train_model"]
 
 # seconds: the whole epoch; train_seconds: its training part, without validation.
 HISTORY_COLUMNS = (
@@ -83,17 +82,6 @@ def optimizer_for(params: TrainParams) -> keras.optimizers.RMSprop:
         params.epsilon,
         params.centered,
     )
-
-
-def to_dataset(batches: LengthBatches) -> tf.data.Dataset:
-    """A tf.data view of ``batches``; every pass over it (every epoch) reshuffles."""
-    ids = tf.TensorSpec(shape=(None, None), dtype=tf.int32)
-    dataset = tf.data.Dataset.from_generator(
-        lambda: iter(batches),
-        output_signature=({"encoder_ids": ids, "decoder_ids": ids}, ids),
-    )
-    # A generator has no known length; without it Keras warns that the input "ran out of data".
-    return dataset.apply(tf.data.experimental.assert_cardinality(len(batches))).prefetch(2)
 
 
 MODEL_WEIGHTS = "model.weights.h5"  # weights and optimizer state after the epoch

@@ -11,14 +11,12 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from charmt.atomic import write_json
 from charmt.errors import CharmtError
 
-if TYPE_CHECKING:
-    from charmt.data import Pair
-
+# The file both the prepared data and a model directory keep their vocabularies in.
+VOCABULARIES_FILE = "vocabularies.json"
 PAD, START, END, UNKNOWN = 0, 1, 2, 3
 SPECIAL_TOKENS = ("<pad>", "<start>", "<end>", "<unk>")
 
@@ -86,12 +84,9 @@ class Vocabularies:
     target: Vocabulary
 
     @classmethod
-    def from_pairs(cls, pairs: Iterable[Pair]) -> Vocabularies:
-        """Both vocabularies of ``pairs`` (the training split: other characters become unknown)."""
-        pairs = list(pairs)
-        return cls(
-            Vocabulary.build(p.source for p in pairs), Vocabulary.build(p.target for p in pairs)
-        )
+    def build(cls, sources: Iterable[str], targets: Iterable[str]) -> Vocabularies:
+        """Both vocabularies: the characters of ``sources`` (English) and ``targets`` (French)."""
+        return cls(Vocabulary.build(sources), Vocabulary.build(targets))
 
     def save(self, path: str | os.PathLike[str]) -> None:
         write_json(path, {"source": self.source.to_json(), "target": self.target.to_json()})

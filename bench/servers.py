@@ -1,4 +1,6 @@
-"""Serving a logged ``translator`` with ``mlflow models serve`` on this machine, for checks.
+"""Real servers on 127.0.0.1 for the tests and the benchmarks (not part of the installed library).
+
+Serving a logged ``translator`` with ``mlflow models serve`` on this machine, for checks.
 
 ``served(uri)`` starts the real MLflow scoring server (``--env-manager local``: this environment,
 no new virtualenv) on a free 127.0.0.1 port, waits until it answers ``/ping``, and stops it
@@ -19,8 +21,6 @@ import urllib.request
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-
-from charmt.errors import CharmtError
 
 
 @dataclass(frozen=True)
@@ -92,9 +92,9 @@ def _wait_until_up(server: Server, log_path: str | os.PathLike[str], timeout: fl
                 return
         if not server.alive():
             tail = Path(log_path).read_text(errors="replace")[-2000:]
-            raise CharmtError(f"mlflow models serve exited early; its log ends:\n{tail}")
+            raise RuntimeError(f"mlflow models serve exited early; its log ends:\n{tail}")
         time.sleep(0.3)
-    raise CharmtError(f"mlflow models serve did not answer /ping within {timeout:.0f} s")
+    raise RuntimeError(f"mlflow models serve did not answer /ping within {timeout:.0f} s")
 
 
 def post(
