@@ -12,7 +12,6 @@ one line naming the file and what to do, never a traceback and never a wrong tra
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import logging
@@ -96,7 +95,7 @@ class Translator:
             directory / INFO_FILE,
             {
                 "format_version": FORMAT_VERSION,
-                "architecture": dataclasses.asdict(architecture_of(self.model)),
+                "architecture": architecture_of(self.model).model_dump(),
                 "max_source_length": self.max_source_length,
                 "max_target_length": self.max_target_length,
                 "sha256": {
@@ -147,8 +146,8 @@ class Translator:
             ) from None
         if recorded != architecture_of(model):
             raise CharmtError(
-                f"{directory / INFO_FILE}: records {recorded} but {MODEL_FILE} is "
-                f"{architecture_of(model)}; the directory is mixed up, re-run training"
+                f"{directory / INFO_FILE}: records {recorded!r} but {MODEL_FILE} is "
+                f"{architecture_of(model)!r}; the directory is mixed up, re-run training"
             )
         return cls(
             model, vocabularies, int(info["max_source_length"]), int(info["max_target_length"])
