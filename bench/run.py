@@ -253,7 +253,10 @@ class WorkerFailed(Exception):
 def run_worker(name: str, **kwargs) -> dict:
     """Run worker ``name`` in a fresh process; its JSON output. Raises ``WorkerFailed``."""
     print(f"-- {name} {kwargs}", flush=True)
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(HERE.parent))
+    # The caller's PYTHONPATH kept after the project root: a worker imports the same charmt as
+    # the driver (a checkout on PYTHONPATH, not whichever one the environment has installed).
+    path = os.pathsep.join(filter(None, [str(HERE.parent), os.environ.get("PYTHONPATH")]))
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=path)
     done = subprocess.run(
         [sys.executable, __file__, "--worker", name, json.dumps(kwargs)],
         capture_output=True,
