@@ -9,14 +9,15 @@ Each measurement runs in its own process (so peak resident memory is its own) on
 and hyperparameters as the pipeline's defaults: the split fractions and seed come from
 params.yaml, latent_dim, batch_size, the seed and the optimizer from ``TrainParams()``. Both ways
 build their vocabularies and lengths from the train split only. Results go to bench/results/ (or
---results) as JSON and Markdown. Not part of the test suite: these machines are shared and noisy,
-so compare the ratios of one run.
+--results) as JSON and Markdown. The JSON is rewritten (atomically) as each worker finishes, with
+its raw output under "workers" and "complete": false, so a failed or interrupted run keeps what it
+measured; once all have run it holds the summary and "complete": true, and the Markdown is written.
+Not part of the test suite: these machines are shared and noisy, so compare the ratios of one run.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime
 import json
 import os
@@ -37,7 +38,8 @@ def _defaults() -> tuple[dict, object]:
     """The pipeline's preprocess section (params.yaml) and the default ``TrainParams``."""
     import yaml
 
-    from charmt.training import TrainParams
+    # From charmt.params, not charmt.training: the driver stays free of TensorFlow.
+    from charmt.params import TrainParams
 
     params = yaml.safe_load((HERE.parent / "params.yaml").read_text(encoding="utf-8"))
     return params["preprocess"], TrainParams()
@@ -90,7 +92,7 @@ def worker_ours(data: str, num_samples: int, epochs: int, evaluate: bool) -> dic
     train = splits["train"]
     vocabularies = build_vocabularies(train)
     # keep_best=False: both ways are judged at their last epoch, like for like.
-    params = dataclasses.replace(TrainParams(), epochs=epochs, keep_best=False)
+    params = TrainParams(epochs=epochs, keep_best=False)
     result = train_model(train, splits["validation"], vocabularies, params, verbose=0)
     out = {
         "train_pairs": len(train),
@@ -219,7 +221,13 @@ def worker_peak_gflops() -> dict:
         c = tf.matmul(a, b)
     c.numpy()
     seconds = time.perf_counter() - start
-    return {"matmul_n": n, "gflops": 2 * n**3 * repeats / seconds / 1e9}
+    # From the module, not the package metadata: the distribution is tensorflow-cpu on the CPU
+    # build and tensorflow on the GPU one (tensorflow[and-cuda]).
+    return {
+        "matmul_n": n,
+        "gflops": 2 * n**3 * repeats / seconds / 1e9,
+        "tensorflow": tf.__version__,
+    }
 
 
 WORKERS = {
@@ -233,9 +241,21 @@ WORKERS = {
 # --- the driver ---------------------------------------------------------------------------------
 
 
+class WorkerFailed(Exception):
+    """A worker process exited non-zero; ``stderr`` is the end of what it wrote there."""
+
+    def __init__(self, name: str, stderr: str) -> None:
+        super().__init__(f"worker {name} failed")
+        self.stderr = stderr
+
+
 def run_worker(name: str, **kwargs) -> dict:
+    """Run worker ``name`` in a fresh process; its JSON output. Raises ``WorkerFailed``."""
     print(f"-- {name} {kwargs}", flush=True)
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(HERE.parent))
+    # The caller's PYTHONPATH kept after the project root: a worker imports the same charmt as
+    # the driver (a checkout on PYTHONPATH, not whichever one the environment has installed).
+    path = os.pathsep.join(filter(None, [str(HERE.parent), os.environ.get("PYTHONPATH")]))
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=path)
     done = subprocess.run(
         [sys.executable, __file__, "--worker", name, json.dumps(kwargs)],
         capture_output=True,
@@ -243,7 +263,7 @@ def run_worker(name: str, **kwargs) -> dict:
         env=env,
     )
     if done.returncode != 0:
-        sys.exit(f"worker {name} failed:\n{done.stderr[-4000:]}")
+        raise WorkerFailed(name, done.stderr[-4000:])
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -291,9 +311,19 @@ def median_epoch(seconds: list[float]) -> float:
 
 
 def versions() -> dict[str, str]:
+    """The packages' versions but TensorFlow's, which the peak worker reports."""
     from importlib.metadata import version
 
-    return {p: version(p) for p in ("tensorflow-cpu", "keras", "numpy", "mlflow", "dvc")}
+    return {p: version(p) for p in ("keras", "numpy", "mlflow", "dvc")}
+
+
+def write_results(directory: Path, results: dict) -> Path:
+    """The JSON results file, written atomically (a reader never sees half of it); its path."""
+    from charmt.atomic import write_json
+
+    path = directory / f"{results['date'][:10]}.json"
+    write_json(path, results)
+    return path
 
 
 def main() -> None:
@@ -321,14 +351,43 @@ def main() -> None:
     began = time.time()
     raw = _raw(args.data)
     common = {"data": raw, "num_samples": args.num_samples}
-    peak = run_worker("peak")
-    seed = run_worker("seed", epochs=args.epochs, **common)
-    ours = run_worker("ours", epochs=args.epochs, evaluate=True, **common)
-    decode = run_worker("decode", sample=args.decode_sample, **common)
-    growth = {
-        n: run_worker("ours", data=raw, num_samples=n, epochs=3, evaluate=False)
-        for n in args.growth
+    progress: dict = {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+        },
+        # Looked up before any worker runs: a missing package fails now, not after all of them.
+        "versions": versions(),
+        "complete": False,
+        "workers": {},
     }
+    runs = [
+        ("peak", "peak", {}),
+        ("seed", "seed", {"epochs": args.epochs, **common}),
+        ("ours", "ours", {"epochs": args.epochs, "evaluate": True, **common}),
+        ("decode", "decode", {"sample": args.decode_sample, **common}),
+    ] + [
+        (f"growth-{n}", "ours", {"data": raw, "num_samples": n, "epochs": 3, "evaluate": False})
+        for n in args.growth
+    ]
+    done = progress["workers"]
+    for label, name, kwargs in runs:
+        try:
+            done[label] = run_worker(name, **kwargs)
+        except WorkerFailed as failure:
+            progress["failed"] = {"worker": label, "stderr": failure.stderr}
+            path = write_results(args.results, progress)
+            sys.exit(f"worker {label} failed (what ran is in {path}):\n{failure.stderr}")
+        if label == "peak":
+            progress["versions"] = {
+                "tensorflow": done["peak"]["tensorflow"],
+                **progress["versions"],
+            }
+        write_results(args.results, progress)
+    peak, seed, ours, decode = done["peak"], done["seed"], done["ours"], done["decode"]
+    growth = {n: done[f"growth-{n}"] for n in args.growth}
 
     from charmt.data import load_split
 
@@ -340,13 +399,9 @@ def main() -> None:
         steady(ours["epoch_train_seconds"]),
     )
     results = {
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "machine": {
-            "cpu_count": os.cpu_count(),
-            "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-        },
-        "versions": versions(),
+        # The workers' outputs go into the sections below.
+        **{key: progress[key] for key in ("date", "machine", "versions")},
+        "complete": True,
         "setup": {
             "data": args.data,
             "num_samples": args.num_samples,
@@ -399,11 +454,11 @@ def main() -> None:
     }
     d = results["decoding"]
     d["speedup"] = d["batched_sentences_per_second"] / d["seed_way_sentences_per_second"]
-    args.results.mkdir(parents=True, exist_ok=True)
-    stamp = results["date"][:10]
-    (args.results / f"{stamp}.json").write_text(json.dumps(results, indent=2) + "\n")
-    (args.results / f"{stamp}.md").write_text(markdown(results))
-    (args.results / "latest.md").write_text(markdown(results))
+    from charmt.atomic import write_text
+
+    path = write_results(args.results, results)
+    write_text(path.with_suffix(".md"), markdown(results))
+    write_text(args.results / "latest.md", markdown(results))
     print(markdown(results))
 
 

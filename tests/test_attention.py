@@ -26,8 +26,10 @@ from charmt.modeldir import INFO_FILE
 from charmt.translator import Translator
 
 ARCHITECTURES = {
-    "attention": ModelParams("attention"),
-    "attention-additive-bidirectional": ModelParams("attention", "additive", True),
+    "attention": ModelParams(architecture="attention"),
+    "attention-additive-bidirectional": ModelParams(
+        architecture="attention", attention="additive", bidirectional=True
+    ),
 }
 
 
@@ -171,7 +173,7 @@ def test_the_seed_architecture_is_the_seed_model():
 
 def test_attention_model_compiles_and_counts_more_parameters():
     seed = build_model(12, 14, 16)
-    attention = build_model(12, 14, 16, architecture=ModelParams("attention"))
+    attention = build_model(12, 14, 16, architecture=ModelParams(architecture="attention"))
     compile_model(attention, build_optimizer())
     assert attention.count_params() > seed.count_params()
 
@@ -194,7 +196,7 @@ def test_bad_model_params_are_clear_errors(values, message):
 
 def test_bidirectional_needs_an_even_latent_dim():
     with pytest.raises(CharmtError, match="even"):
-        build_model(5, 5, 7, architecture=ModelParams("attention", bidirectional=True))
+        build_model(5, 5, 7, architecture=ModelParams(architecture="attention", bidirectional=True))
 
 
 @pytest.mark.e2e

@@ -102,7 +102,7 @@ def all_outputs(step: DecoderStep, encoder_ids: np.ndarray, max_length: int) -> 
     return complete
 
 
-@pytest.mark.parametrize("architecture", [ModelParams(), ModelParams("attention")])
+@pytest.mark.parametrize("architecture", [ModelParams(), ModelParams(architecture="attention")])
 def test_exhaustive_beam_finds_the_best_output_and_beats_greedy(architecture):
     """A beam as wide as every possible output is exhaustive search: with no length
     normalisation it must return the most probable output, which is at least as probable as the

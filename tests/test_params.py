@@ -6,17 +6,24 @@ directory: exit status 1, one line on stderr naming the key and the value, no fi
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import subprocess
 import sys
 
+import pydantic
 import pytest
 import yaml
 from conftest import PROJECT, subprocess_env
 
 from charmt.errors import CharmtError
-from charmt.params import SCHEMA, TrainParams, check_section, load_sections
+from charmt.params import (
+    SCHEMA,
+    ModelParams,
+    TrainParams,
+    check_section,
+    load_sections,
+    words_of,
+)
 
 STAGE_ARGS = {
     "download": ["--out", "raw/fra.txt"],
@@ -124,7 +131,127 @@ def test_the_project_params_are_valid():
 
 
 def test_train_defaults_are_the_schema_defaults():
-    assert check_section("train", {}) == dataclasses.asdict(TrainParams())
+    assert check_section("train", {}) == TrainParams().to_dict()
+
+
+def test_every_section_and_key_of_the_project_params_is_in_the_schema_and_kept_as_written():
+    params = yaml.safe_load((PROJECT / "params.yaml").read_text())
+    assert set(params) == set(SCHEMA)
+    for name, values in params.items():
+        # Nothing coerced: what MLflow logs and checkpoints fingerprint is what the file says.
+        checked = check_section(name, values)
+        assert checked == values, name
+        assert [type(v) for v in checked.values()] == [type(v) for v in values.values()], name
+
+
+def test_the_defaults_are_the_seeds():
+    assert TrainParams().to_dict() == {
+        "latent_dim": 256,
+        "batch_size": 64,
+        "epochs": 100,
+        "learning_rate": 0.001,
+        "decay": 0.0,
+        "rho": 0.9,
+        "momentum": 0.0,
+        "epsilon": 1e-07,
+        "centered": False,
+        "training_precision": "float32",
+        "keep_best": True,
+        "early_stopping_patience": None,
+        "sort_chunk_batches": 32,
+        "seed": 42,
+    }
+    assert ModelParams().model_dump() == {
+        "architecture": "seed",
+        "attention": "dot",
+        "bidirectional": False,
+    }
+
+
+@pytest.mark.parametrize("name", list(SCHEMA))
+def test_every_key_says_what_it_allows(name):
+    for key, field in SCHEMA[name].model_fields.items():
+        assert words_of(field), f"{name}.{key}"
+
+
+@pytest.mark.parametrize(
+    ("name", "values", "message"),
+    [
+        ("train", {"epochs": 0}, "train.epochs = 0; must be an integer >= 1"),
+        ("train", {"epochs": True}, "train.epochs = True; must be an integer >= 1"),
+        ("train", {"epochs": "3"}, "train.epochs = '3'; must be an integer >= 1"),
+        ("train", {"epochs": 3.0}, "train.epochs = 3.0; must be an integer >= 1"),
+        ("train", {"rho": True}, "train.rho = True; must be a finite number in [0, 1)"),
+        ("train", {"decay": math.inf}, "train.decay = inf; must be a finite number in [0, inf)"),
+        ("train", {"epsilon": 0.0}, "train.epsilon = 0.0; must be a finite number in (0, inf)"),
+        # Two mistakes: the first in the section's order is named, as before.
+        ("train", {"seed": -1, "batch_size": 0}, "train.batch_size = 0; must be an integer >= 1"),
+        (
+            "train",
+            {"zeta": 1, "alpha": 2, "epochs": 0},
+            "unknown train params ['alpha', 'zeta']: train.alpha = 2 is not a known key; "
+            "allowed: latent_dim, batch_size, epochs, learning_rate, decay, rho, momentum, "
+            "epsilon, centered, training_precision, keep_best, early_stopping_patience, "
+            "sort_chunk_batches, seed",
+        ),
+        ("tracking", {}, "tracking.experiment_name is missing; set it to a non-empty string"),
+        (
+            "tracking",
+            {"experiment_name": " "},
+            "tracking.experiment_name = ' '; must be a non-empty",
+        ),
+        # A trailing newline is not a digit (pydantic's `$` is the end of the text).
+        (
+            "data",
+            {"url": "x", "sha256": "a" * 64 + "\n", "num_samples": 1},
+            f"data.sha256 = {'a' * 64 + chr(10)!r}; must be null or 64 hex digits",
+        ),
+        (
+            "model",
+            {"bidirectional": True},
+            "model.bidirectional = True needs model.architecture: attention, not 'seed' "
+            "(the seed's model is unidirectional)",
+        ),
+        (
+            "preprocess",
+            {"validation_fraction": 0.5, "test_fraction": 0.5, "seed": 1},
+            "preprocess.validation_fraction + preprocess.test_fraction = 0.5 + 0.5 = 1; "
+            "must be below 1 so that something is left to train on",
+        ),
+    ],
+)
+def test_errors_are_one_line_in_the_words_of_params_yaml(name, values, message):
+    with pytest.raises(CharmtError) as error:
+        check_section(name, values)
+    assert str(error.value).startswith(f"params.yaml: {message}")
+    assert "\n" not in str(error.value) and "pydantic" not in str(error.value)
+
+
+def test_numbers_keep_their_type():
+    # decay: 0 is logged to MLflow as 0, as written, not 0.0.
+    assert check_section("train", {"decay": 0, "learning_rate": 1})["decay"] == 0
+    assert type(check_section("train", {"decay": 0})["decay"]) is int
+    assert type(check_section("train", {"decay": 0.5})["decay"]) is float
+
+
+def test_built_directly_the_params_are_still_checked_and_frozen():
+    with pytest.raises(pydantic.ValidationError):
+        TrainParams(epochs=True)
+    with pytest.raises(pydantic.ValidationError):
+        TrainParams(epoch=3)
+    with pytest.raises(pydantic.ValidationError):
+        ModelParams(bidirectional=True)
+    params = TrainParams(epochs=3)
+    with pytest.raises(pydantic.ValidationError):
+        params.epochs = 4
+    assert params == TrainParams.from_dict({"epochs": 3})
+    assert hash(ModelParams()) == hash(ModelParams.from_dict(None))
+
+
+def test_model_params_round_trip_through_a_dict():
+    # The translator's info file stores model_dump() and reads it back with from_dict.
+    architecture = ModelParams(architecture="attention", attention="additive", bidirectional=True)
+    assert ModelParams.from_dict(architecture.model_dump()) == architecture
 
 
 def test_registry_section_is_optional_and_accepts_a_name_or_null(tmp_path):

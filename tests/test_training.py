@@ -104,7 +104,10 @@ def test_extra_callbacks_see_each_recorded_epoch_and_can_stop_training():
 def test_nan_loss_stops_with_a_clear_error():
     pairs = reversal_pairs(100, seed=6)
     vocabularies = build_vocabularies(pairs)
-    params = TrainParams(latent_dim=8, batch_size=16, epochs=3, learning_rate=math.inf)
+    # Unchecked on purpose: TrainParams(learning_rate=math.inf) itself is refused.
+    params = TrainParams.model_construct(
+        latent_dim=8, batch_size=16, epochs=3, learning_rate=math.inf
+    )
     with pytest.raises(CharmtError, match=r"NaN.*train\.learning_rate"):
         train_model(pairs[20:], pairs[:20], vocabularies, params, verbose=0)
 

@@ -166,7 +166,7 @@ def architecture_of(model: keras.Model) -> ModelParams:
         "additive" if isinstance(model.get_layer("attention"), layers.AdditiveAttention) else "dot"
     )
     bidirectional = isinstance(model.get_layer("encoder_lstm"), layers.Bidirectional)
-    return ModelParams("attention", score, bidirectional)
+    return ModelParams(architecture="attention", attention=score, bidirectional=bidirectional)
 
 
 def build_optimizer(

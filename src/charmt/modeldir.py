@@ -12,7 +12,6 @@ one line naming the file and what to do, never a traceback and never a wrong tra
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -54,7 +53,7 @@ def save(directory: str | os.PathLike[str], saved: SavedModel) -> None:
         directory / INFO_FILE,
         {
             "format_version": FORMAT_VERSION,
-            "architecture": dataclasses.asdict(architecture_of(saved.model)),
+            "architecture": architecture_of(saved.model).model_dump(),
             "max_source_length": saved.max_source_length,
             "max_target_length": saved.max_target_length,
             "sha256": {name: _sha256(directory / name) for name in (MODEL_FILE, VOCABULARIES_FILE)},
@@ -103,8 +102,8 @@ def load(directory: str | os.PathLike[str]) -> SavedModel:
         ) from None
     if recorded != architecture_of(model):
         raise CharmtError(
-            f"{directory / INFO_FILE}: records {recorded} but {MODEL_FILE} is "
-            f"{architecture_of(model)}; the directory is mixed up, re-run training"
+            f"{directory / INFO_FILE}: records {recorded!r} but {MODEL_FILE} is "
+            f"{architecture_of(model)!r}; the directory is mixed up, re-run training"
         )
     return SavedModel(
         model, vocabularies, int(info["max_source_length"]), int(info["max_target_length"])
