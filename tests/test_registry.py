@@ -1,12 +1,14 @@
 """The registry: every evaluated model becomes a version; ``champion`` moves only to a better one,
 judged by scoring the current champion on the same test pairs; the champion loads by name."""
 
+import threading
 from pathlib import Path
 
 import mlflow
 import pytest
 
 from charmt import cli, registry, tracking
+from charmt.errors import CharmtError
 
 NAME = "charmt-test-translator"
 EXPERIMENT = "charmt-test"
@@ -106,3 +108,117 @@ def test_registration_off_registers_nothing(trained):
     assert (promotion.model_name, promotion.version, promotion.promoted) == (None, None, False)
     assert "off" in promotion.decision
     assert mlflow.search_registered_models() == []
+
+
+def _logged_run(translator, model_dir: Path) -> str:
+    with tracking.start_run(EXPERIMENT) as run:
+        tracking.log_trained_model(translator, model_dir, skip={"model"})
+    return run.info.run_id
+
+
+def test_only_a_completely_logged_translator_is_registered(trained):
+    """A translator whose logging was cut short stays PENDING; registration never takes it."""
+    run_id = _logged_run(trained.translator, trained.model_dir)
+    run = mlflow.get_run(run_id)
+    (ready,) = tracking.ready_models(run, "translator")
+    # A newer, half-logged translator of the same run (an interrupt while logging it again).
+    pending = mlflow.initialize_logged_model(
+        name="translator", source_run_id=run_id, experiment_id=run.info.experiment_id
+    )
+    assert str(pending.status) != "READY"
+    version = registry.register(run_id, NAME, {})
+    assert version.source == f"models:/{ready.model_id}"
+
+    # A run with no READY translator at all is refused, saying what to do.
+    with tracking.start_run(EXPERIMENT) as half:
+        mlflow.initialize_logged_model(
+            name="translator", source_run_id=half.info.run_id, experiment_id=half.info.experiment_id
+        )
+    with pytest.raises(CharmtError, match=r"no completely logged 'translator'.*log-training"):
+        registry.register(half.info.run_id, NAME, {})
+
+
+@pytest.fixture(scope="module")
+def medium(trained, tmp_path_factory):
+    """A model between ``weak`` and ``trained``: a few epochs of a small state."""
+    from charmt.training import TrainParams, train_model
+    from charmt.translator import Translator
+
+    vocabularies = trained.translator.vocabularies
+    params = TrainParams(latent_dim=24, batch_size=32, epochs=6, learning_rate=0.005, seed=5)
+    result = train_model(trained.train, trained.train[:50], vocabularies, params, verbose=0)
+    translator = Translator.from_training(result.model, vocabularies, trained.train)
+    model_dir = tmp_path_factory.mktemp("medium") / "models"
+    translator.save(model_dir)
+    return translator, model_dir
+
+
+def test_parallel_promotions_leave_the_best_as_champion_whatever_the_interleaving(
+    trained, weak, medium, monkeypatch
+):
+    """Two evaluations that both beat the champion read the registry, then both move the alias;
+    the worse one writes last. The champion must still end on the better one."""
+    test_pairs = trained.held_out
+    scores = {
+        "weak": registry.score(weak[0].translate, test_pairs),
+        "medium": registry.score(medium[0].translate, test_pairs),
+        "strong": registry.score(trained.translator.translate, test_pairs),
+    }
+    assert scores["weak"] < scores["medium"] < scores["strong"], scores
+    train_and_evaluate(*weak, test_pairs)  # version 1, the champion both evaluations beat
+    runs = {
+        "medium": _logged_run(*medium),
+        "strong": _logged_run(trained.translator, trained.model_dir),
+    }
+    translators = {"medium": medium[0], "strong": trained.translator}
+
+    # Each evaluation's first move of the alias waits until both have decided (a barrier
+    # between the read and the write, outside the store lock that the write takes); then the
+    # strong one writes first and the medium one last.
+    decided = threading.Barrier(2, timeout=120)
+    strong_wrote = threading.Event()
+    first_move = threading.local()
+    write = tracking.write
+
+    def interleaved(action, *args, **kwargs):
+        if getattr(action, "__name__", "") != "set_registered_model_alias":
+            return write(action, *args, **kwargs)
+        who = threading.current_thread().name
+        if not getattr(first_move, "done", False):
+            first_move.done = True
+            decided.wait()
+            if who == "medium":
+                assert strong_wrote.wait(120)
+        result = write(action, *args, **kwargs)
+        if who == "strong":
+            strong_wrote.set()
+        return result
+
+    monkeypatch.setattr(tracking, "write", interleaved)
+    promotions, errors = {}, []
+
+    def evaluate(who: str) -> None:
+        try:
+            promotions[who] = registry.promote(
+                runs[who], NAME, translators[who], test_pairs, {"char_accuracy": scores[who]}
+            )
+        except BaseException as error:  # reported below, with the thread's name
+            errors.append(f"{who}: {error!r}")
+            decided.abort()
+
+    threads = [threading.Thread(target=evaluate, args=(who,), name=who) for who in runs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(300)
+    assert not errors, errors
+    strong_version = promotions["strong"].version
+    assert champion_version() == strong_version
+    # Every version carries its score on this split; the champion is the best of them.
+    tag = registry.SCORE_TAG + registry.split_digest(test_pairs)
+    tagged = {
+        int(v.version): float(v.tags[tag])
+        for v in mlflow.MlflowClient().search_model_versions(f"name = '{NAME}'")
+    }
+    assert max(tagged, key=lambda v: (tagged[v], -v)) == strong_version
+    assert promotions["strong"].promoted
