@@ -5,6 +5,7 @@ echo "Go." | charmt translate                 # sentences from standard input, o
 charmt translate --model models:/m-... "Go."  # an MLflow model instead of models/
 charmt translate --beam-width 5 "Go."         # beam search instead of greedy decoding
 charmt log-training                           # log a training saved while the server was away
+charmt ui                                     # the MLflow UI, opened on the runs table
 """
 
 from __future__ import annotations
@@ -76,6 +77,12 @@ def log_training(args: argparse.Namespace) -> None:
     print(f"logged {args.model} to MLflow run {run_id} in {tracking.tracking_uri()}")
 
 
+def ui(args: argparse.Namespace) -> None:
+    from charmt.ui import run_ui
+
+    run_ui(port=args.port, experiment=args.experiment, open_browser=not args.no_browser)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="charmt", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -105,9 +112,24 @@ def main(argv: list[str] | None = None) -> None:
     log_parser.add_argument("--model", type=Path, default=Path("models"))
     log_parser.add_argument("--history", type=Path, default=Path("metrics/history.csv"))
     log_parser.add_argument("--metrics", type=Path, default=Path("metrics/train.json"))
+    ui_parser = commands.add_parser(
+        "ui",
+        help="start the MLflow UI over the pipeline's store and print the link to its runs table",
+    )
+    ui_parser.add_argument(
+        "--port", type=int, default=5000, help="port on 127.0.0.1 (default 5000; 0: any free one)"
+    )
+    ui_parser.add_argument(
+        "--experiment",
+        default=None,
+        help="experiment to open (default: tracking.experiment_name in params.yaml, else charmt)",
+    )
+    ui_parser.add_argument(
+        "--no-browser", action="store_true", help="print the link only; do not open a browser"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
-    command = translate if args.command == "translate" else log_training
+    command = {"translate": translate, "log-training": log_training, "ui": ui}[args.command]
     exit_on_error(lambda: command(args))
 
 
