@@ -54,6 +54,7 @@ class Context:
     dvc_paths: set[str]  # every path dvc.yaml names: deps, outs, metrics, plots, cmd arguments
     charmt: dict[str, set[str]]  # subcommand -> its flags
     root: Path = PROJECT
+    params_problem: str | None = None  # params.yaml's own validation message ("" once it passes)
     # Headings of each document, for anchors: path -> slugs (filled lazily).
     slugs: dict[Path, set[str]] = field(default_factory=dict)
 
@@ -219,6 +220,24 @@ def is_placeholder(key: str, value: str | None) -> bool:
     return key == "key" or (value is not None and bool(re.fullmatch(r"[A-Z]|value|<.*>", value)))
 
 
+def validate(values: dict) -> str | None:
+    """The params validation's message for a whole params file, or None when it passes."""
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "params.yaml"
+        path.write_text(yaml.safe_dump(values, sort_keys=False), encoding="utf-8")
+        try:
+            load_sections(path, list(values))
+        except CharmtError as error:
+            return str(error).removeprefix(f"{path}: ")
+    return None
+
+
+def params_valid(context: Context) -> bool:
+    if context.params_problem is None:
+        context.params_problem = validate(context.params) or ""
+    return not context.params_problem
+
+
 def check_setting(
     context: Context, key: str, value: str | None, together: dict | None = None
 ) -> str | None:
@@ -233,8 +252,8 @@ def check_setting(
     section, _, name = key.partition(".")
     if section not in context.params or name not in (context.params[section] or {}):
         return f"{key} is not a key of params.yaml"
-    if value is None:
-        return None
+    if value is None or not params_valid(context):
+        return None  # values are checked against a valid file only: its own test says what is wrong
     values = copy.deepcopy(context.params)
     for (other_section, other_name), other in (together or {}).items():
         values[other_section][other_name] = other
@@ -243,13 +262,8 @@ def check_setting(
     except yaml.YAMLError as error:
         return f"{key}={value}: not YAML ({error})"
     values[section][name] = parsed
-    with tempfile.TemporaryDirectory() as directory:
-        path = Path(directory) / "params.yaml"
-        path.write_text(yaml.safe_dump(values, sort_keys=False), encoding="utf-8")
-        try:
-            load_sections(path, list(values))
-        except CharmtError as error:
-            return f"{key}={value}: {str(error).removeprefix(f'{path}: ')}"
+    if problem := validate(values):
+        return f"{key}={value}: {problem}"
     if together is not None:
         together[section, name] = parsed
     return None
@@ -396,6 +410,10 @@ def test_the_readme_is_short_and_starts_with_the_two_commands():
     readme = read_doc(PROJECT / "README.md")
     for guide in GUIDES:
         assert f"docs/{guide}.md" in [link for _, link in readme.links], guide
+
+
+def test_params_yaml_passes_its_validation(context):
+    assert params_valid(context), f"params.yaml: {context.params_problem}"
 
 
 @pytest.mark.parametrize("path", DOCS, ids=lambda p: p.name)

@@ -126,10 +126,8 @@ def run_ui(
         on_link = _print_link
     name = experiment or experiment_name()
     uri = tracking.tracking_uri()
-    # Creates or upgrades the store once, before the UI opens it (see tracking.configure).
-    experiment_id = tracking.get_or_create_experiment(name)
     if uri.startswith(("http://", "https://")):
-        link = tracking.runs_view_url(experiment_id)
+        link = tracking.runs_view_url(tracking.get_or_create_experiment(name))
         on_link(link)
         if open_browser and browser_available():
             webbrowser.open(link)
@@ -138,6 +136,8 @@ def run_ui(
     if port == 0:
         port = free_port()
     _check_port(HOST, port)
+    # Creates or upgrades the store once, before the UI opens it (see tracking.configure).
+    experiment_id = tracking.get_or_create_experiment(name)
     base = f"http://{HOST}:{port}"
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri]
     command += ["--host", HOST, "--port", str(port)]
