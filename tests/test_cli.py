@@ -42,3 +42,35 @@ def test_missing_model_is_one_clear_line_and_exit_1(tmp_path):
     assert done.returncode == 1
     assert "nowhere" in done.stderr and "dvc repro train" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_ui_on_a_port_in_use_is_one_clear_line_and_exit_1(tmp_path):
+    import socket
+    import sys
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "charmt.cli", "ui", "--no-browser", "--port", str(port)],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            env=subprocess_env(),
+            timeout=120,
+        )
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"error: port {port} on 127.0.0.1 is in use (another MLflow UI?); stop it, or choose "
+        "another with --port N (--port 0 picks a free one)"
+    )
+
+
+def test_ui_opens_the_experiment_params_yaml_names(tmp_path):
+    from charmt.ui import experiment_name
+
+    assert experiment_name(tmp_path / "params.yaml") == "charmt"  # no params file
+    (tmp_path / "params.yaml").write_text("tracking:\n  experiment_name: sweeps\n")
+    assert experiment_name(tmp_path / "params.yaml") == "sweeps"

@@ -146,7 +146,7 @@ def postgres() -> Iterator[str]:
 
 
 class TrackingServer:
-    """``mlflow server`` on a PostgreSQL store with proxied artifacts, as the README sets it up."""
+    """``mlflow server`` on PostgreSQL with proxied artifacts, as docs/team.md sets it up."""
 
     def __init__(self, backend: str, directory: Path) -> None:
         self.backend, self.directory = backend, directory

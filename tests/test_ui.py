@@ -1,10 +1,12 @@
-"""End to end: the MLflow UI over the sweep's store, in a real headless Chromium.
+"""End to end: `charmt ui` over the sweep's store, in a real headless Chromium.
 
-Starts `mlflow ui` on 127.0.0.1 over the store of the ``sweep`` fixture (four runs of the real
-pipeline, differing in two params), opens the link the train stage printed, and checks what a user
-looks for: the runs table lists every run by name and, once the user adds the columns, shows the
-changed params and the key metrics; the chart view draws `val_loss` with one line per run.
-Screenshots go to $CHARMT_SCREENSHOTS (default: the test's temporary directory); CI keeps them.
+Starts `charmt ui --no-browser` in the project of the ``sweep`` fixture (four runs of the real
+pipeline, differing in two params), over its default store, opens the link it printed (the one
+the train stage printed, on charmt ui's address), and checks what a user looks for: the runs
+table lists every run by name and, once the user adds the columns, shows the changed params and
+the key metrics; the chart view draws `val_loss` with one line per run. Ctrl-C stops charmt ui
+and the whole MLflow UI it started. Screenshots go to $CHARMT_SCREENSHOTS (default: the test's
+temporary directory); CI keeps them.
 
 Needs /usr/bin/chromium and /usr/bin/chromedriver (Debian: chromium, chromium-driver), or the
 browser and driver named by CHARMT_CHROMIUM and CHARMT_CHROMEDRIVER: skipped without them, failed
@@ -13,19 +15,18 @@ without them when CI is set.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
-import socket
+import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import requests
 from conftest import SWEEP_PARAMS, run, subprocess_env
 
 from charmt import tracking
@@ -42,12 +43,6 @@ WAIT_S = 120  # the UI loads slowly on a busy 2-core machine
 SWEEP_EPOCHS = SWEEP_PARAMS["train"]["epochs"]
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = Path(os.environ.get("CHARMT_SCREENSHOTS") or tmp_path_factory.mktemp("shots"))
@@ -55,36 +50,54 @@ def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return directory
 
 
+def start_charmt_ui(project: Path, log) -> subprocess.Popen:
+    """``charmt ui --no-browser`` in ``project`` over its own default store, as a user starts
+    it (SIGINT restored, so that Ctrl-C works: see NOTES on background processes)."""
+    env = {k: v for k, v in subprocess_env().items() if k != "MLFLOW_TRACKING_URI"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "charmt.cli", "ui", "--no-browser", "--port", "0"],
+        cwd=project,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=log,
+        text=True,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+
+
+def read_link(process: subprocess.Popen, log) -> str:
+    """The one line ``charmt ui`` prints on stdout once the UI answers."""
+    line = process.stdout.readline().strip()
+    if not line:
+        process.wait(timeout=60)
+        log.seek(0)
+        pytest.fail(f"charmt ui printed no link:\n{log.read().decode()[-3000:]}")
+    return line
+
+
+def stop_group(process: subprocess.Popen) -> None:
+    """Stop the process group ``process`` leads, all of it."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
 @pytest.fixture(scope="module")
 def ui(sweep) -> Iterator[str]:
-    """`mlflow ui` over the sweep's store on a free port of 127.0.0.1; its base URL."""
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    command = [str(Path(sys.executable).parent / "mlflow"), "ui", "--backend-store-uri"]
-    command += [sweep.store, "--host", "127.0.0.1", "--port", str(port)]
+    """`charmt ui` over the sweep project's store on a free port of 127.0.0.1: the link it
+    printed."""
     with tempfile.TemporaryFile() as log:
-        server = subprocess.Popen(
-            command, cwd=sweep.project, env=subprocess_env(), stdout=log, stderr=subprocess.STDOUT
-        )
+        server = start_charmt_ui(sweep.project, log)
         try:
-            deadline = time.monotonic() + 300
-            while True:
-                try:
-                    if requests.get(f"{base}/health", timeout=5).ok:
-                        break
-                except requests.ConnectionError:
-                    pass
-                if server.poll() is not None or time.monotonic() > deadline:
-                    log.seek(0)
-                    pytest.fail(f"mlflow ui did not start:\n{log.read().decode()[-3000:]}")
-                time.sleep(1)
-            yield base
+            yield read_link(server, log)
         finally:
-            server.terminate()
-            try:
-                server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                server.kill()
+            stop_group(server)
 
 
 @pytest.fixture(scope="module")
@@ -177,20 +190,27 @@ def add_column(driver, name: str) -> None:
     button.click()
     search = wait_for(driver, 'input[placeholder="Search columns"]')
     search.send_keys(name)
-    time.sleep(1)
+
     # The matching entry's label; the search highlights the match, so compare whole texts.
-    entries = driver.execute_script(
-        """
-        return Array.from(document.querySelectorAll('[role=dialog] *')).filter(
-          e => e.children.length <= 1 && e.innerText && e.innerText.trim() === arguments[0]
-            && e.offsetParent);
-        """,
-        name,
-    )
-    assert entries, f"no column {name!r} offered under Columns"
-    entries[-1].click()
+    def entries(d):
+        return d.execute_script(
+            """
+            return Array.from(document.querySelectorAll('[role=dialog] *')).filter(
+              e => e.children.length <= 1 && e.innerText && e.innerText.trim() === arguments[0]
+                && e.offsetParent);
+            """,
+            name,
+        )
+
+    found = wait_until(driver, entries, f"column {name!r} offered under Columns")
+    found[-1].click()
     search.send_keys(Keys.ESCAPE)
-    time.sleep(1)
+    menu = 'input[placeholder="Search columns"]'
+    wait_until(
+        driver,
+        lambda d: not any(e.is_displayed() for e in d.find_elements(By.CSS_SELECTOR, menu)),
+        "the Columns menu to close",
+    )
 
 
 def close_assistant(driver) -> None:
@@ -223,14 +243,20 @@ def wait_until(driver, condition, what: str):
         pytest.fail(f"timed out waiting for {what}")
 
 
-def test_the_printed_link_opens_the_runs_table_with_params_and_metrics(
-    sweep, ui, browser, screenshots
-):
+def test_charmt_ui_prints_the_link_the_train_stage_printed_on_its_own_address(sweep, ui):
     names = run_names(sweep)
     assert len(names) == 4
-    link = printed_link(sweep, names[0])
-    assert link.startswith(f"{tracking.DEFAULT_UI}/#/experiments/")
-    browser.get(ui + link.removeprefix(tracking.DEFAULT_UI))
+    printed = printed_link(sweep, names[0])
+    assert printed.startswith(f"{tracking.DEFAULT_UI}/#/experiments/")
+    assert re.fullmatch(r"http://127\.0\.0\.1:\d+", ui.split("/#/")[0]), ui
+    assert ui.split("/#/")[1] == printed.split("/#/")[1]
+    assert ui.endswith("/runs?workflowType=machine_learning")
+
+
+def test_charmt_ui_opens_on_the_runs_table_with_params_and_metrics(sweep, ui, browser, screenshots):
+    names = run_names(sweep)
+    assert len(names) == 4
+    browser.get(ui)
 
     # Every run by name, on the runs table (not the GenAI overview a bare link opens on).
     wait_until(browser, lambda d: set(names) <= set(rows(d)), "the four runs in the runs table")
@@ -264,8 +290,7 @@ def test_the_chart_view_draws_val_loss_with_one_line_per_run(sweep, ui, browser,
     from selenium.webdriver.common.by import By
 
     names = run_names(sweep)
-    link = printed_link(sweep, names[0])
-    browser.get(ui + link.removeprefix(tracking.DEFAULT_UI))
+    browser.get(ui)
     wait_until(browser, lambda d: set(names) <= set(rows(d)), "the runs table")
     close_assistant(browser)
     browser.execute_script(
@@ -300,8 +325,43 @@ def test_the_chart_view_draws_val_loss_with_one_line_per_run(sweep, ui, browser,
         lambda d: (c := val_loss_chart(d)) and len(c["points"]) >= len(names) and c,
         "the val_loss chart with a line per run",
     )
-    time.sleep(2)
+    # The card was scrolled into view: wait until it is there before the screenshot.
+    wait_until(
+        browser,
+        lambda d: d.execute_script(
+            """
+            for (const card of document.querySelectorAll(
+                '[data-testid="experiment-view-compare-runs-card"]')) {
+              if (card.innerText.split('\\n')[0].trim() !== 'val_loss') continue;
+              const box = card.getBoundingClientRect();
+              return box.top >= 0 && box.bottom <= window.innerHeight;
+            }
+            return false;
+            """
+        ),
+        "the val_loss chart in view",
+    )
     browser.save_screenshot(str(screenshots / "3-chart-view-val-loss.png"))
     for name in names:
         assert chart["legend"].count(f"{name} (val_loss)") == 1, chart["legend"]
     assert chart["points"] == [SWEEP_EPOCHS] * len(names), chart["points"]
+
+
+def test_ctrl_c_stops_charmt_ui_and_everything_it_started(tmp_path):
+    """Ctrl-C, as a terminal sends it (SIGINT to charmt's process group): charmt ui exits, and
+    the MLflow UI it started, in its own process group, is gone with all its workers."""
+    import psutil
+
+    with tempfile.TemporaryFile() as log:
+        process = start_charmt_ui(tmp_path, log)
+        try:
+            link = read_link(process, log)
+            assert "/runs?workflowType=machine_learning" in link
+            started = psutil.Process(process.pid).children(recursive=True)
+            assert started, "charmt ui started no MLflow UI"
+            os.killpg(process.pid, signal.SIGINT)
+            assert process.wait(timeout=60) == 0
+            _, alive = psutil.wait_procs(started, timeout=30)
+            assert not alive, [p.cmdline() for p in alive]
+        finally:
+            stop_group(process)

@@ -5,6 +5,7 @@ echo "Go." | charmt translate                 # sentences from standard input, o
 charmt translate --model models:/m-... "Go."  # an MLflow model instead of models/
 charmt translate --beam-width 5 "Go."         # beam search instead of greedy decoding
 charmt log-training                           # log a training saved while the server was away
+charmt ui                                     # the MLflow UI, opened on the runs table
 
 Standard error carries charmt's own messages only (a refused input, characters never seen in
 training, an error): TensorFlow's start-up log and other libraries' warnings are shown with
@@ -16,13 +17,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import itertools
-import logging
-import os
 import sys
-import warnings
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
+from charmt import console
 from charmt.errors import CharmtError, exit_on_error
 
 MLFLOW_SCHEMES = ("models:/", "runs:/")
@@ -79,56 +78,10 @@ def log_training(args: argparse.Namespace) -> None:
     print(f"logged {args.model} to MLflow run {run_id} in {tracking.tracking_uri()}")
 
 
-class _StderrHandler(logging.StreamHandler):
-    """Log records to whatever ``sys.stderr`` is when they are emitted."""
+def ui(args: argparse.Namespace) -> None:
+    from charmt.ui import run_ui
 
-    @property
-    def stream(self):  # type: ignore[override]
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value: object) -> None:
-        pass
-
-
-@contextlib.contextmanager
-def _only_charmt_on_stderr() -> Iterator[None]:
-    """Keep standard error to charmt's own messages while the block runs.
-
-    TensorFlow's C++ runtime writes its start-up lines (absl, oneDNN, CPU features) straight to
-    file descriptor 2, before and regardless of ``TF_CPP_MIN_LOG_LEVEL``; so descriptor 2 goes to
-    /dev/null and Python's ``sys.stderr`` to a copy of the real one. Other libraries' Python
-    warnings and their log records below ERROR are dropped. Everything is restored afterwards.
-    """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    saved_stderr, real = sys.stderr, None
-    try:
-        is_fd_2 = saved_stderr.fileno() == 2
-    except (AttributeError, OSError, ValueError):  # already captured (a test, a wrapper)
-        is_fd_2 = False
-    if is_fd_2:
-        saved_stderr.flush()
-        real = os.dup(2)
-        sys.stderr = os.fdopen(real, "w", buffering=1, encoding="utf-8", closefd=False)
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, 2)
-        os.close(devnull)
-    root, ours = logging.getLogger(), logging.getLogger("charmt")
-    levels = root.level, ours.level
-    root.setLevel(logging.ERROR)
-    ours.setLevel(logging.WARNING)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        root.setLevel(levels[0])
-        ours.setLevel(levels[1])
-        if real is not None:
-            sys.stderr.flush()
-            os.dup2(real, 2)
-            os.close(real)
-            sys.stderr = saved_stderr
+    run_ui(port=args.port, experiment=args.experiment, open_browser=not args.no_browser)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -165,15 +118,26 @@ def main(argv: list[str] | None = None) -> None:
     log_parser.add_argument("--model", type=Path, default=Path("models"))
     log_parser.add_argument("--history", type=Path, default=Path("metrics/history.csv"))
     log_parser.add_argument("--metrics", type=Path, default=Path("metrics/train.json"))
+    ui_parser = commands.add_parser(
+        "ui",
+        help="start the MLflow UI over the pipeline's store and print the link to its runs table",
+    )
+    ui_parser.add_argument(
+        "--port", type=int, default=5000, help="port on 127.0.0.1 (default 5000; 0: any free one)"
+    )
+    ui_parser.add_argument(
+        "--experiment",
+        default=None,
+        help="experiment to open (default: tracking.experiment_name in params.yaml, else charmt)",
+    )
+    ui_parser.add_argument(
+        "--no-browser", action="store_true", help="print the link only; do not open a browser"
+    )
     args = parser.parse_args(argv)
-    if not any(isinstance(h, _StderrHandler) for h in logging.getLogger().handlers):
-        handler = _StderrHandler()
-        handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
-        logging.getLogger().addHandler(handler)
-    logging.getLogger().setLevel(logging.WARNING)
-    command = translate if args.command == "translate" else log_training
+    console.log_to_stderr()
+    command = {"translate": translate, "log-training": log_training, "ui": ui}[args.command]
     quiet = args.command == "translate" and not args.verbose
-    with _only_charmt_on_stderr() if quiet else contextlib.nullcontext():
+    with console.only_charmt_on_stderr() if quiet else contextlib.nullcontext():
         exit_on_error(lambda: command(args))
 
 
