@@ -74,3 +74,29 @@ def test_ui_opens_the_experiment_params_yaml_names(tmp_path):
     assert experiment_name(tmp_path / "params.yaml") == "charmt"  # no params file
     (tmp_path / "params.yaml").write_text("tracking:\n  experiment_name: sweeps\n")
     assert experiment_name(tmp_path / "params.yaml") == "sweeps"
+
+
+def test_standard_error_holds_charmt_messages_only_unless_verbose(trained):
+    """No TensorFlow start-up lines (absl, oneDNN, CPU features) around the answer: a user's real
+    warning (here, a character never seen in training) stands alone."""
+    env = {k: v for k, v in subprocess_env().items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+
+    def translate(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["charmt", "translate", "--model", str(trained.model_dir), *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+
+    quiet = translate("abc")
+    assert quiet.returncode == 0 and quiet.stderr == ""
+    warned = translate("abz")
+    assert warned.stderr.splitlines() == [
+        "WARNING: 1 sentence(s) contain characters never seen in training, read as unknown: z"
+    ]
+    verbose = translate("--verbose", "abz")
+    assert verbose.stdout == warned.stdout
+    assert warned.stderr.strip() in verbose.stderr
+    assert len(verbose.stderr.splitlines()) > 1, "--verbose shows TensorFlow's own lines"

@@ -1,0 +1,59 @@
+"""The train stage in the library (``charmt.train_stage``): checkpoints outlive every interrupt
+until the outputs and the MLflow run are complete."""
+
+import mlflow
+import pytest
+import yaml
+from conftest import PROJECT, TINY_PARAMS, reversal_pairs
+
+from charmt import tracking
+from charmt.data import prepare
+from charmt.params import load_sections
+from charmt.train_stage import SECTIONS, Outputs, run
+
+
+@pytest.fixture
+def stage(tmp_path):
+    """Prepared tiny data, params for 3 quick epochs, and where the stage writes."""
+    raw, prepared = tmp_path / "fra.txt", tmp_path / "prepared"
+    raw.write_text("".join(f"{p.source}\t{p.target}\n" for p in reversal_pairs(300, seed=4)))
+    prepare(raw, prepared, None, 0.1, 0.1, 42)
+    values = yaml.safe_load((PROJECT / "params.yaml").read_text())
+    for name, section in TINY_PARAMS.items():
+        values[name].update(section)
+    values["train"].update(latent_dim=16, epochs=3)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(values))
+    params = load_sections(tmp_path / "params.yaml", SECTIONS)
+    outputs = Outputs(
+        tmp_path / "models",
+        tmp_path / "history.csv",
+        tmp_path / "train.json",
+        tmp_path / "checkpoints",
+    )
+    return params, prepared, outputs
+
+
+def test_an_interrupt_while_the_models_are_logged_keeps_the_checkpoint(stage, monkeypatch, capsys):
+    params, prepared, outputs = stage
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt  # Ctrl-C while logging the models, or waiting for the lock
+
+    with monkeypatch.context() as patched, pytest.raises(KeyboardInterrupt):
+        patched.setattr(tracking.TrainingRun, "finish", interrupted)
+        run(params, prepared, outputs)
+    kept = sorted(p.name for p in outputs.checkpoints.rglob("epoch-*"))
+    assert kept == ["epoch-0003"], "the finished training must survive until it is logged"
+    assert "checkpoint after epoch 3 is kept" in capsys.readouterr().err
+    killed = mlflow.search_runs(experiment_names=["charmt"], output_format="list")
+    assert [r.info.status for r in killed] == ["KILLED"]
+
+    # Run again: nothing is trained again, the same run is completed, then the checkpoint goes.
+    completed = run(params, prepared, outputs)
+    assert "resuming MLflow run" in capsys.readouterr().out
+    assert completed.run_id == killed[0].info.run_id
+    finished = mlflow.get_run(completed.run_id)
+    assert finished.info.status == "FINISHED"
+    steps = mlflow.MlflowClient().get_metric_history(completed.run_id, "loss")
+    assert sorted(m.step for m in steps) == [1, 2, 3]
+    assert not outputs.checkpoints.exists()
