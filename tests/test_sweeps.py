@@ -144,7 +144,7 @@ def test_the_champion_is_the_best_of_the_four_versions(sweep):
     for version in versions:
         logged = runs[version.run_id]
         # The score each evaluation computed and logged is the one its version carries.
-        assert logged.data.tags["promotion.version"] == version.version
+        assert int(logged.data.tags["promotion.version"]) == int(version.version)
         assert float(version.tags[tag]) == logged.data.metrics["promotion.score"]
         scores[int(version.version)] = float(version.tags[tag])
     best = max(scores, key=lambda number: (scores[number], -number))  # a tie keeps the older
