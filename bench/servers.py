@@ -1,37 +1,59 @@
 """Real servers on 127.0.0.1 for the tests and the benchmarks (not part of the installed library).
 
-Serving a logged ``translator`` with ``mlflow models serve`` on this machine, for checks.
+``started(command, url, log_path)`` runs any server command in a process group of its own, its
+output in a log file, until ``url`` answers; on exit it stops the whole group (``mlflow server``'s
+uvicorn workers and job consumers outlive a SIGTERM to the parent otherwise). ``free_port`` finds
+a port to give it.
 
-``served(uri)`` starts the real MLflow scoring server (``--env-manager local``: this environment,
-no new virtualenv) on a free 127.0.0.1 port, waits until it answers ``/ping``, and stops it
-afterwards. ``post`` sends one request and returns the status code and body, error codes included.
-Used by the load test (``bench/load.py``) and the serving tests.
+``served(uri)`` starts the real MLflow scoring server for a logged ``translator``
+(``mlflow models serve --env-manager local``: this environment, no new virtualenv) on a free port
+the same way, waits until it answers ``/ping``, and stops it afterwards. ``post`` sends one
+request and returns the status code and body, error codes included. Used by the load test
+(``bench/load.py``) and the serving tests.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 
-@dataclass(frozen=True)
 class Server:
-    """A running scoring server: its base URL and process."""
+    """A server started by :func:`started`: its base URL, process (the group's leader) and log."""
 
-    url: str
-    process: subprocess.Popen
+    def __init__(self, url: str, process: subprocess.Popen, log_path: Path) -> None:
+        self.url, self.process, self.log_path = url, process, log_path
+        self._stopped = False
 
     def alive(self) -> bool:
         return self.process.poll() is None
+
+    def log_tail(self, characters: int = 3000) -> str:
+        return self.log_path.read_text(errors="replace")[-characters:]
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> None:
+        """Send ``sig`` to the server's whole process group, then SIGKILL to whatever of the
+        group is left after ``timeout`` seconds. Once only: after the leader is reaped, its
+        group id may be reused by an unrelated process."""
+        if self._stopped:
+            return
+        self._stopped = True
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout=timeout)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)  # the leader's children, if it is gone
+        self.process.wait(timeout=30)
 
 
 def free_port() -> int:
@@ -41,60 +63,89 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _answers(url: str) -> bool:
+    with (
+        contextlib.suppress(urllib.error.URLError, ConnectionError, TimeoutError),
+        urllib.request.urlopen(url, timeout=5) as response,
+    ):
+        return response.status == 200
+    return False
+
+
+@contextlib.contextmanager
+def started(
+    command: Sequence[str],
+    url: str,
+    log_path: str | os.PathLike[str],
+    ready: Sequence[str] = ("",),
+    env: Mapping[str, str] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+    timeout: float = 180,
+    stop_timeout: float = 15,
+) -> Iterator[Server]:
+    """Run ``command`` (a server listening at base URL ``url``) until the block ends.
+
+    Its stdout and stderr are appended to ``log_path``. The block starts once every path of
+    ``ready`` (``url`` + path, in order) answers 200; a ``RuntimeError`` with the log's tail if
+    the process exits first or ``timeout`` seconds pass. On exit the process group gets SIGTERM,
+    then SIGKILL after ``stop_timeout`` seconds (:meth:`Server.stop`).
+    """
+    log_path = Path(log_path)
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(
+            list(command),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=dict(env if env is not None else os.environ),
+            cwd=cwd,
+            start_new_session=True,
+        )
+    server = Server(url, process, log_path)
+    try:
+        deadline = time.monotonic() + timeout
+        for path in ready:
+            while not _answers(url + path):
+                if not server.alive():
+                    raise RuntimeError(
+                        f"{command[0]} exited with {process.returncode} before {url + path} "
+                        f"answered; its log ends:\n{server.log_tail()}"
+                    )
+                if time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"{url + path} did not answer within {timeout:.0f} s; {log_path} ends:"
+                        f"\n{server.log_tail()}"
+                    )
+                time.sleep(0.3)
+        yield server
+    finally:
+        server.stop(timeout=stop_timeout)
+
+
+def mlflow_command() -> str:
+    """The ``mlflow`` command of this interpreter's environment (else the one on PATH)."""
+    mlflow_cli = Path(sys.executable).parent / "mlflow"
+    return str(mlflow_cli) if mlflow_cli.exists() else "mlflow"
+
+
 @contextlib.contextmanager
 def served(
     model_uri: str,
     log_path: str | os.PathLike[str],
     env: Mapping[str, str] | None = None,
     timeout: float = 180,
+    cwd: str | os.PathLike[str] | None = None,
 ) -> Iterator[Server]:
     """Serve ``model_uri`` on 127.0.0.1 until the block ends; its output goes to ``log_path``."""
     port = free_port()
-    mlflow_cli = Path(sys.executable).parent / "mlflow"
     command = [
-        str(mlflow_cli) if mlflow_cli.exists() else "mlflow",
-        "models",
-        "serve",
-        "-m",
-        model_uri,
-        "--env-manager",
-        "local",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
+        mlflow_command(),
+        *("models", "serve", "-m", model_uri, "--env-manager", "local"),
+        *("--host", "127.0.0.1", "--port", str(port)),
     ]
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, env=dict(env or os.environ)
-        )
-        server = Server(f"http://127.0.0.1:{port}", process)
-        try:
-            _wait_until_up(server, log_path, timeout)
-            yield server
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
-def _wait_until_up(server: Server, log_path: str | os.PathLike[str], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with (
-            contextlib.suppress(urllib.error.URLError, ConnectionError, TimeoutError),
-            urllib.request.urlopen(f"{server.url}/ping", timeout=2) as response,
-        ):
-            if response.status == 200:
-                return
-        if not server.alive():
-            tail = Path(log_path).read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"mlflow models serve exited early; its log ends:\n{tail}")
-        time.sleep(0.3)
-    raise RuntimeError(f"mlflow models serve did not answer /ping within {timeout:.0f} s")
+    with started(
+        command, f"http://127.0.0.1:{port}", log_path, ("/ping",), env, cwd, timeout
+    ) as server:
+        yield server
 
 
 def post(

@@ -7,13 +7,14 @@ model learned the task, not the examples.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import shutil
 import subprocess
 import sys
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -216,6 +217,53 @@ def run_queue(project: Path, jobs: int, timeout: float = 900) -> str:
         time.sleep(5)
 
 
+def project_processes(project: Path) -> list[str]:
+    """Processes whose working directory or command line is under ``project`` (DVC queue
+    workers and the experiments they run): ``pid cmdline`` for each."""
+    import psutil
+
+    root = str(project.resolve())
+    found = []
+    for process in psutil.process_iter(["pid", "cwd", "cmdline"]):
+        if process.info["pid"] == os.getpid():
+            continue
+        cwd, cmdline = process.info["cwd"] or "", " ".join(process.info["cmdline"] or ())
+        if cwd == root or cwd.startswith(root + os.sep) or root in cmdline:
+            found.append(f"{process.info['pid']} {cmdline}")
+    return found
+
+
+def stop_queue(project: Path, grace: float = 30) -> None:
+    """Stop the DVC queue's workers of ``project`` and everything they started: ``dvc queue
+    stop``, then SIGTERM and at last SIGKILL for whatever still runs under the project.
+
+    The workers are daemons in sessions of their own (dvc_task spawns them with a double fork),
+    so they outlive ``dvc queue start`` and the test session unless stopped."""
+    import signal
+    import time
+
+    import psutil
+
+    subprocess.run(
+        ["dvc", "queue", "stop"],
+        cwd=project,
+        env=subprocess_env(),
+        capture_output=True,
+        timeout=120,
+    )
+    for sig in (None, signal.SIGTERM, signal.SIGKILL):
+        deadline = time.monotonic() + grace
+        while project_processes(project) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        left = project_processes(project)
+        if not left:
+            return
+        if sig is not None:
+            for line in left:
+                with contextlib.suppress(psutil.Error):
+                    psutil.Process(int(line.split()[0])).send_signal(sig)
+
+
 @dataclass
 class Sweep:
     project: Path
@@ -224,8 +272,11 @@ class Sweep:
 
 
 @pytest.fixture(scope="session")
-def sweep(tmp_path_factory: pytest.TempPathFactory) -> Sweep:
-    """Four tiny experiments queued as a grid (``-S a=1,2 -S b=3,4``) and run with two workers."""
+def sweep(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sweep]:
+    """Four tiny experiments queued as a grid (``-S a=1,2 -S b=3,4``) and run with two workers.
+
+    The workers are stopped as soon as the queue is empty (and again at the end, should the
+    queue have failed), so that none runs on after the tests."""
     root = tmp_path_factory.mktemp("sweep")
     project = make_project(root / "project", write_tiny_zip(root / "fra-eng.zip"), SWEEP_PARAMS)
     assert not (project / "mlflow.db").exists()
@@ -233,5 +284,9 @@ def sweep(tmp_path_factory: pytest.TempPathFactory) -> Sweep:
     for values in SWEEP:
         command += ["-S", values]
     run(command, project)
-    status = run_queue(project, jobs=2)
-    return Sweep(project, f"sqlite:///{project / 'mlflow.db'}", status)
+    try:
+        status = run_queue(project, jobs=2)
+        stop_queue(project)
+        yield Sweep(project, f"sqlite:///{project / 'mlflow.db'}", status)
+    finally:
+        stop_queue(project)

@@ -3,6 +3,10 @@ proxied artifacts, and the real pipeline, ``charmt translate`` and ``mlflow mode
 over HTTP only. Also: a training that loses the server is kept and logged once it is back, and a
 stopped server makes the train stage fail at once.
 
+Each scenario has its own project, its own server and its own database; they share only the
+PostgreSQL cluster, in which none of them touches another's database, so any order passes. The
+first two look at one pipeline run (``reproduced``), which neither changes.
+
 Needs the system's PostgreSQL 15 (``.ci/install-system-packages``): skipped without it, except in
 CI (env CI set), where that is a failure. PostgreSQL refuses to run as root: as root, the cluster
 runs as the ``postgres`` system user in a directory it owns.
@@ -11,24 +15,26 @@ runs as the ``postgres`` system user in a directory it owns.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
 import pytest
-import requests
 import yaml
 from conftest import TINY_PARAMS, make_project, run, subprocess_env, write_tiny_zip
+
+from bench.servers import free_port, post, served, started
 
 pytestmark = pytest.mark.e2e
 
@@ -58,41 +64,10 @@ def require(available: bool, reason: str) -> None:
         pytest.skip(reason)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_until_up(url: str, process: subprocess.Popen, log: Path, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"{url} exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            if requests.get(url, timeout=5).ok:
-                return
-        except requests.RequestException:  # not up yet, or too busy starting to answer
-            pass
-        time.sleep(0.5)
-    pytest.fail(f"{url} not up after {timeout} s:\n{log.read_text()[-3000:]}")
-
-
-def stop(process: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
-    """Stop a server started in its own session, and every process it started (``mlflow server``
-    runs uvicorn and job consumers, which can outlive it)."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, sig)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=15)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)  # whatever is left of the group
-    process.wait(timeout=30)
-
-
 @pytest.fixture(scope="module")
-def postgres() -> Iterator[str]:
-    """A throwaway PostgreSQL cluster on 127.0.0.1; the URI of an empty database in it."""
+def postgres() -> Iterator[Callable[[], str]]:
+    """A throwaway PostgreSQL cluster on 127.0.0.1; a function that creates an empty database
+    in it and returns its URI (one per server, so that no scenario sees another's runs)."""
     require(
         all((PG_BIN / tool).is_file() for tool in ("initdb", "pg_ctl", "createdb")),
         f"PostgreSQL not found in {PG_BIN}: install the postgresql package",
@@ -134,8 +109,14 @@ def postgres() -> Iterator[str]:
             "60",
             "start",
         )
-        pg(str(PG_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "mlflow")
-        yield f"postgresql://postgres@127.0.0.1:{port}/mlflow"
+        numbers = itertools.count(1)
+
+        def database() -> str:
+            name = f"mlflow{next(numbers)}"
+            pg(str(PG_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", name)
+            return f"postgresql://postgres@127.0.0.1:{port}/{name}"
+
+        yield database
     finally:
         subprocess.run(
             as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"),
@@ -146,58 +127,43 @@ def postgres() -> Iterator[str]:
 
 
 class TrackingServer:
-    """``mlflow server`` on PostgreSQL with proxied artifacts, as docs/team.md sets it up."""
+    """``mlflow server`` on a PostgreSQL store with proxied artifacts, as docs/team.md sets it up;
+    started and stopped (or killed) as a scenario needs, always on the same port and store."""
 
     def __init__(self, backend: str, directory: Path) -> None:
         self.backend, self.directory = backend, directory
         self.artifacts = directory / "artifacts"
-        self.port = free_port()
-        self.uri = f"http://127.0.0.1:{self.port}"
-        self.process: subprocess.Popen | None = None
+        self.uri = f"http://127.0.0.1:{free_port()}"
+        self._running: contextlib.ExitStack | None = None
 
     def start(self) -> None:
-        log = self.directory / "server.log"
         command = [
             str(Path(sys.executable).parent / "mlflow"),
-            "server",
-            "--backend-store-uri",
-            self.backend,
-            "--serve-artifacts",
-            "--artifacts-destination",
-            str(self.artifacts),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--workers",
-            "1",
+            *("server", "--backend-store-uri", self.backend, "--serve-artifacts"),
+            *("--artifacts-destination", str(self.artifacts), "--workers", "1"),
+            *("--host", "127.0.0.1", "--port", self.uri.rsplit(":", 1)[1]),
         ]
-        with open(log, "ab") as output:
-            self.process = subprocess.Popen(
-                command,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                env=subprocess_env(),
-                start_new_session=True,
-            )
-        try:
-            wait_until_up(f"{self.uri}/health", self.process, log)
-            # Up for clients when its API answers from the store, not just its health check.
-            api = f"{self.uri}/api/2.0/mlflow/experiments/get-by-name?experiment_name=Default"
-            wait_until_up(api, self.process, log)
-        except BaseException:
-            self.stop()
-            raise
+        # Up for clients when its API answers from the store, not just its health check.
+        ready = ("/health", "/api/2.0/mlflow/experiments/get-by-name?experiment_name=Default")
+        running = contextlib.ExitStack()
+        self._server = running.enter_context(
+            started(command, self.uri, self.directory / "server.log", ready, subprocess_env())
+        )
+        self._running = running
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.process is not None:  # once per start: its process group id may be reused later
-            stop(self.process, sig)
-            self.process = None
+        """Stop the server's whole process group with ``sig`` (SIGKILL: the server dies)."""
+        if self._running is not None:
+            self._server.stop(sig)
+            self._running.close()
+            self._running = None
 
 
-@pytest.fixture(scope="module")
-def server(postgres, tmp_path_factory) -> Iterator[TrackingServer]:
-    tracking_server = TrackingServer(postgres, tmp_path_factory.mktemp("mlflow-server"))
+@pytest.fixture
+def server(postgres, tmp_path) -> Iterator[TrackingServer]:
+    """A scenario's own server on its own, empty database."""
+    tracking_server = TrackingServer(postgres(), tmp_path / "mlflow-server")
+    tracking_server.directory.mkdir()
     tracking_server.start()
     try:
         yield tracking_server
@@ -205,11 +171,36 @@ def server(postgres, tmp_path_factory) -> Iterator[TrackingServer]:
         tracking_server.stop()
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("server-project")
+def tiny_project(root: Path) -> Path:
     params = {**TINY_PARAMS, "registry": {"model_name": MODEL_NAME}}
     return make_project(root / "project", write_tiny_zip(root / "fra-eng.zip"), params)
+
+
+@pytest.fixture
+def project(tmp_path) -> Path:
+    """A scenario's own tiny project, nothing run in it yet."""
+    return tiny_project(tmp_path)
+
+
+@dataclass
+class Reproduced:
+    project: Path
+    server: TrackingServer
+
+
+@pytest.fixture(scope="module")
+def reproduced(postgres, tmp_path_factory) -> Iterator[Reproduced]:
+    """``dvc repro`` of a tiny project through a server of its own. Read only: the scenarios
+    that use it look at what the pipeline logged and serve its champion, and change neither."""
+    root = tmp_path_factory.mktemp("reproduced")
+    tracking_server = TrackingServer(postgres(), root)
+    tracking_server.start()
+    try:
+        project = tiny_project(root)
+        run(["dvc", "repro"], project, MLFLOW_TRACKING_URI=tracking_server.uri)
+        yield Reproduced(project, tracking_server)
+    finally:
+        tracking_server.stop()
 
 
 def run_ids(client: mlflow.MlflowClient) -> set[str]:
@@ -231,9 +222,8 @@ def translate(project: Path, model: str, uri: str) -> list[str]:
     return done.stdout.splitlines()
 
 
-def test_pipeline_logs_runs_metrics_models_and_samples_through_the_server(project, server):
-    run(["dvc", "repro"], project, MLFLOW_TRACKING_URI=server.uri)
-
+def test_pipeline_logs_runs_metrics_models_and_samples_through_the_server(reproduced):
+    project, server = reproduced.project, reproduced.server
     client = mlflow.MlflowClient(server.uri)
     run_id = json.loads((project / "models/mlflow_run.json").read_text())["run_id"]
     logged = client.get_run(run_id)
@@ -250,7 +240,8 @@ def test_pipeline_logs_runs_metrics_models_and_samples_through_the_server(projec
         experiment_ids=[logged.info.experiment_id],
         filter_string=f"source_run_id = '{run_id}'",
     )
-    assert {m.name for m in models} == {"model", "translator"}
+    assert sorted(m.name for m in models) == ["model", "translator"]  # each once, none half-logged
+    assert all(m.status == "READY" for m in models), models
 
     # Proxied artifacts: the run's artifacts go through the server, which keeps them in its own
     # --artifacts-destination; the client only ever talks HTTP.
@@ -268,34 +259,18 @@ def test_pipeline_logs_runs_metrics_models_and_samples_through_the_server(projec
     assert logged.data.tags["promotion.decision"] == promotion["decision"]
 
 
-def test_translate_and_serve_the_champion_from_the_server(project, server, tmp_path):
+def test_translate_and_serve_the_champion_from_the_server(reproduced, tmp_path):
+    project, server = reproduced.project, reproduced.server
     expected = translate(project, "models", server.uri)
     assert len(expected) == len(WORDS)
     assert translate(project, f"models:/{MODEL_NAME}@champion", server.uri) == expected
 
-    port = free_port()
-    log = tmp_path / "serve.log"
-    with open(log, "wb") as output:
-        serving = subprocess.Popen(
-            [
-                *("mlflow", "models", "serve", "-m", f"models:/{MODEL_NAME}@champion"),
-                *("--env-manager", "local", "--host", "127.0.0.1", "--port", str(port)),
-            ],
-            cwd=tmp_path,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            env=subprocess_env(MLFLOW_TRACKING_URI=server.uri),
-            start_new_session=True,
-        )
-    try:
-        wait_until_up(f"http://127.0.0.1:{port}/ping", serving, log)
-        answer = requests.post(
-            f"http://127.0.0.1:{port}/invocations", json={"inputs": WORDS}, timeout=120
-        )
-        assert answer.status_code == 200, answer.text
-        assert answer.json()["predictions"] == expected
-    finally:
-        stop(serving)
+    env = subprocess_env(MLFLOW_TRACKING_URI=server.uri)
+    champion = f"models:/{MODEL_NAME}@champion"
+    with served(champion, tmp_path / "serve.log", env, cwd=tmp_path) as serving:
+        status, text = post(f"{serving.url}/invocations", json.dumps({"inputs": WORDS}).encode())
+    assert status == 200, text
+    assert json.loads(text)["predictions"] == expected
 
 
 def test_a_training_that_loses_the_server_is_kept_and_logged_when_it_is_back(project, server):
@@ -347,13 +322,15 @@ def test_a_training_that_loses_the_server_is_kept_and_logged_when_it_is_back(pro
         experiment_ids=[logged.info.experiment_id],
         filter_string=f"source_run_id = '{run_id}'",
     )
-    assert {m.name for m in models} == {"model", "translator"}
+    assert sorted(m.name for m in models) == ["model", "translator"]  # each once, none half-logged
+    assert all(m.status == "READY" for m in models), models
     run(["dvc", "commit", "-f", "train"], project)
     planned = run(["dvc", "repro", "--dry"], project, MLFLOW_TRACKING_URI=server.uri)
     assert "Running stage 'train'" not in planned and "Running stage 'evaluate'" in planned
 
 
 def test_train_fails_at_once_with_one_line_when_the_server_is_stopped(project, server):
+    run(["dvc", "repro", "preprocess"], project)  # the train stage's inputs, no MLflow needed
     server.stop()
     done = subprocess.run(
         ["dvc", "repro", "-f", "-s", "train"],
