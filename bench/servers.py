@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,10 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+
+from charmt.processes import free_port, stop_group
+
+__all__ = ["Server", "free_port", "post", "served", "started"]
 
 
 class Server:
@@ -44,23 +47,9 @@ class Server:
         """Send ``sig`` to the server's whole process group, then SIGKILL to whatever of the
         group is left after ``timeout`` seconds. Once only: after the leader is reaped, its
         group id may be reused by an unrelated process."""
-        if self._stopped:
-            return
-        self._stopped = True
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, sig)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.process.wait(timeout=timeout)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)  # the leader's children, if it is gone
-        self.process.wait(timeout=30)
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        if not self._stopped:
+            self._stopped = True
+            stop_group(self.process, sig, timeout)
 
 
 def _answers(url: str) -> bool:

@@ -565,7 +565,7 @@ def test_the_readme_tour_runs(tmp_path):
         if os.environ.get("CI"):
             pytest.fail(f"{SHARED_DATA} not found (CI puts shared/ beside the checkout)")
         pytest.skip(f"{SHARED_DATA} not found")
-    from charmt.ui import free_port
+    from charmt.processes import free_port
 
     lines = tour_lines()
     assert lines[0] == "dvc repro"

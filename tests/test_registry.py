@@ -14,19 +14,25 @@ NAME = "charmt-test-translator"
 EXPERIMENT = "charmt-test"
 
 
-@pytest.fixture(scope="module")
-def weak(trained, tmp_path_factory):
-    """A poor model of the same task: one epoch, a tiny state. Saved as a models/ directory."""
+def small_model(trained, directory: Path, **params):
+    """Another model of the same task, trained on the same pairs with ``params``, saved."""
     from charmt.training import TrainParams, train_model
     from charmt.translator import Translator
 
     vocabularies = trained.translator.vocabularies
-    params = TrainParams(latent_dim=8, batch_size=32, epochs=1, learning_rate=0.001, seed=5)
-    result = train_model(trained.train, trained.train[:50], vocabularies, params, verbose=0)
+    settings = TrainParams(batch_size=32, seed=5, **params)
+    result = train_model(trained.train, trained.train[:50], vocabularies, settings, verbose=0)
     translator = Translator.from_training(result.model, vocabularies, trained.train)
-    model_dir = tmp_path_factory.mktemp("weak") / "models"
-    translator.save(model_dir)
-    return translator, model_dir
+    translator.save(directory / "models")
+    return translator, directory / "models"
+
+
+@pytest.fixture(scope="module")
+def weak(trained, tmp_path_factory):
+    """A poor model of the same task: one epoch, a tiny state. Saved as a models/ directory."""
+    return small_model(
+        trained, tmp_path_factory.mktemp("weak"), latent_dim=8, epochs=1, learning_rate=0.001
+    )
 
 
 def train_and_evaluate(translator, model_dir: Path, test_pairs) -> tuple[str, registry.Promotion]:
@@ -141,16 +147,9 @@ def test_only_a_completely_logged_translator_is_registered(trained):
 @pytest.fixture(scope="module")
 def medium(trained, tmp_path_factory):
     """A model between ``weak`` and ``trained``: a few epochs of a small state."""
-    from charmt.training import TrainParams, train_model
-    from charmt.translator import Translator
-
-    vocabularies = trained.translator.vocabularies
-    params = TrainParams(latent_dim=24, batch_size=32, epochs=6, learning_rate=0.005, seed=5)
-    result = train_model(trained.train, trained.train[:50], vocabularies, params, verbose=0)
-    translator = Translator.from_training(result.model, vocabularies, trained.train)
-    model_dir = tmp_path_factory.mktemp("medium") / "models"
-    translator.save(model_dir)
-    return translator, model_dir
+    return small_model(
+        trained, tmp_path_factory.mktemp("medium"), latent_dim=24, epochs=6, learning_rate=0.005
+    )
 
 
 def test_parallel_promotions_leave_the_best_as_champion_whatever_the_interleaving(

@@ -15,7 +15,6 @@ without them when CI is set.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shutil
@@ -30,6 +29,7 @@ import pytest
 from conftest import SWEEP_PARAMS, run, subprocess_env
 
 from charmt import tracking
+from charmt.processes import stop_group
 
 pytestmark = pytest.mark.e2e
 
@@ -76,18 +76,6 @@ def read_link(process: subprocess.Popen, log) -> str:
     return line
 
 
-def stop_group(process: subprocess.Popen) -> None:
-    """Stop the process group ``process`` leads, all of it."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-
-
 @pytest.fixture(scope="module")
 def ui(sweep) -> Iterator[str]:
     """`charmt ui` over the sweep project's store on a free port of 127.0.0.1: the link it
@@ -97,7 +85,7 @@ def ui(sweep) -> Iterator[str]:
         try:
             yield read_link(server, log)
         finally:
-            stop_group(server)
+            stop_group(server, timeout=30)
 
 
 @pytest.fixture(scope="module")
@@ -364,4 +352,4 @@ def test_ctrl_c_stops_charmt_ui_and_everything_it_started(tmp_path):
             _, alive = psutil.wait_procs(started, timeout=30)
             assert not alive, [p.cmdline() for p in alive]
         finally:
-            stop_group(process)
+            stop_group(process, timeout=30)

@@ -11,9 +11,7 @@ server and every worker it started, not only the process it was launched as.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -23,8 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from charmt.errors import CharmtError
+from charmt.processes import HOST, free_port, stop_group
 
-HOST = "127.0.0.1"
 DEFAULT_PORT = 5000
 DEFAULT_EXPERIMENT = "charmt"
 # A cold start imports MLflow and its server (several seconds, far more on a busy 2-core machine).
@@ -41,13 +39,6 @@ def experiment_name(params_file: str | os.PathLike[str] = "params.yaml") -> str:
         return DEFAULT_EXPERIMENT
     tracking_section = load_params(params_file).get("tracking") or {}
     return tracking_section.get("experiment_name") or DEFAULT_EXPERIMENT
-
-
-def free_port(host: str = HOST) -> int:
-    """A port on ``host`` that nothing listens on now."""
-    with socket.socket() as probe:
-        probe.bind((host, 0))
-        return probe.getsockname()[1]
 
 
 def _check_port(host: str, port: int) -> None:
@@ -67,20 +58,6 @@ def browser_available() -> bool:
     if sys.platform in ("darwin", "win32"):
         return True
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-
-
-def stop_group(process: subprocess.Popen) -> None:
-    """Stop ``process`` and everything in its process group: SIGTERM, then SIGKILL."""
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=STOP_TIMEOUT_S)
-    # Workers may outlive their parent: make sure the whole group is gone.
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
 
 
 def wait_until_up(base: str, process: subprocess.Popen, timeout: float = START_TIMEOUT_S) -> None:
@@ -155,4 +132,4 @@ def run_ui(
     except KeyboardInterrupt:
         print("stopping the MLflow UI", file=sys.stderr)
     finally:
-        stop_group(process)
+        stop_group(process, timeout=STOP_TIMEOUT_S)
