@@ -78,6 +78,7 @@ def make_certificates(directory: Path) -> tuple[Path, Path, Path]:
 
 
 NGINX_CONF = """\
+{user}
 worker_processes 1;
 pid {dir}/nginx.pid;
 error_log {dir}/error.log;
@@ -98,6 +99,7 @@ http {{
         ssl_certificate_key {key};
         client_max_body_size 0;
         proxy_read_timeout 300s;
+        proxy_request_buffering off;
         location / {{
             proxy_pass http://mlflow;
             proxy_set_header Host $host;
@@ -188,7 +190,15 @@ def team(postgres, tmp_path_factory) -> Iterator[Team]:  # noqa: F811
             (directory / name).mkdir()
         servers = "\n".join(f"        server {b.removeprefix('http://')};" for b in backends)
         (directory / "nginx.conf").write_text(
-            NGINX_CONF.format(dir=directory, servers=servers, port=port, cert=cert, key=key)
+            NGINX_CONF.format(
+                # As root nginx's workers would run as nobody, who cannot enter pytest's tmp.
+                user="user root;" if os.geteuid() == 0 else "",
+                dir=directory,
+                servers=servers,
+                port=port,
+                cert=cert,
+                key=key,
+            )
         )
         nginx = subprocess.Popen(
             [NGINX, "-c", str(directory / "nginx.conf"), "-g", "daemon off;"],
