@@ -28,6 +28,7 @@ import pytest
 import requests
 from conftest import TINY_PARAMS, make_project, run, subprocess_env, write_tiny_zip
 from test_server import PG_BIN, free_port, postgres, require, stop, wait_until_up  # noqa: F401
+from test_sweeps import experiments
 
 pytestmark = pytest.mark.e2e
 
@@ -84,7 +85,8 @@ pid {dir}/nginx.pid;
 error_log {dir}/error.log;
 events {{ worker_connections 256; }}
 http {{
-    access_log {dir}/access.log;
+    log_format upstream '$status $request_method $upstream_addr';
+    access_log {dir}/access.log upstream;
     client_body_temp_path {dir}/body;
     proxy_temp_path {dir}/proxy;
     fastcgi_temp_path {dir}/fastcgi;
@@ -120,6 +122,7 @@ class Team:
     database: str
     processes: list[subprocess.Popen]
     experiment_id: str
+    directory: Path
 
     def env(self, user: str | None, password: str | None = None, ca: bool = True) -> dict:
         """A client's environment: the proxy's URI, ``user``'s credentials, the CA."""
@@ -235,7 +238,7 @@ def team(postgres, tmp_path_factory) -> Iterator[Team]:  # noqa: F811
                     os.environ.pop(name, None)
                 else:
                     os.environ[name] = value
-        yield Team(uri, ca, backends, postgres, processes, experiment_id)
+        yield Team(uri, ca, backends, postgres, processes, experiment_id, directory)
     finally:
         for process in reversed(processes):
             stop(process)
@@ -457,3 +460,58 @@ def test_telemetry_is_off_in_the_server_the_pipeline_and_the_served_model(team, 
         [sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120
     )
     assert done.stdout.split() == ["true", "true", "None"], done.stderr
+
+
+def test_a_sweep_through_two_server_processes_completes_and_crowns_the_best(
+    team, tmp_path, monkeypatch
+):
+    project = new_project(tmp_path)
+    env = team.env("maintainer")
+    run(
+        ["dvc", "exp", "run", "--queue", "-S", "train.latent_dim=16,32", "-S", "train.epochs=1,2"],
+        project,
+        **env,
+    )
+    served_before = (team.directory / "access.log").read_text().count("\n")
+    started = subprocess.run(
+        ["dvc", "queue", "start", "-j", "2"],
+        cwd=project,
+        env=subprocess_env(**env),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        timeout=120,
+    )
+    assert started.returncode == 0
+    deadline = time.monotonic() + 900
+    while True:
+        status = run(["dvc", "queue", "status"], project)
+        if not any(word in status for word in ("Queued", "Running")):
+            break
+        assert time.monotonic() < deadline, status
+        time.sleep(5)
+    assert status.count("Success") == 4, status
+
+    client = team.client("maintainer", monkeypatch)
+    shown = experiments(project)
+    run_ids = {
+        data["metrics"]["metrics/train.json"]["data"]["mlflow_run_id"] for data in shown.values()
+    }
+    assert len(run_ids) == 4, shown
+    for run_id in run_ids:
+        logged = client.get_run(run_id)
+        assert logged.info.status == "FINISHED"
+        assert "char_accuracy" in logged.data.metrics and "promotion.decision" in logged.data.tags
+    # The champion is the best of every version scored on this test split.
+    champion = client.get_model_version_by_alias(MODEL_NAME, "champion")
+    tag = next(key for key in champion.tags if key.startswith("test_score."))
+    scores = {
+        v.version: float(v.tags[tag])
+        for v in client.search_model_versions(f"name = '{MODEL_NAME}'")
+        if tag in v.tags
+    }
+    assert run_ids <= {v.run_id for v in client.search_model_versions(f"name = '{MODEL_NAME}'")}
+    assert float(champion.tags[tag]) == max(scores.values())
+    # Both server processes answered the sweep's requests, through the one proxy.
+    lines = (team.directory / "access.log").read_text().splitlines()[served_before:]
+    upstreams = {line.split()[-1] for line in lines}
+    assert {b.removeprefix("http://") for b in team.backends} <= upstreams
