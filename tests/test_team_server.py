@@ -434,7 +434,7 @@ def test_no_password_is_recorded_anywhere(team, promoted, monkeypatch, tmp_path)
             assert secret not in text, f"a password in {place}"
 
 
-def test_telemetry_is_off_in_the_server_the_pipeline_and_the_served_model(team, tmp_path):
+def test_telemetry_is_off_in_the_servers_and_the_pipeline(team, tmp_path):
     for process in team.processes[:2]:
         environ = Path(f"/proc/{process.pid}/environ").read_bytes().split(b"\0")
         assert b"MLFLOW_DISABLE_TELEMETRY=true" in environ
