@@ -6,9 +6,11 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pytest
+import requests
 
 from charmt import tracking
 from charmt.errors import CharmtError
+from charmt.tracking import reach
 
 
 def test_uri_defaults_to_the_project_store_even_in_a_dvc_experiment_copy(tmp_path, monkeypatch):
@@ -142,6 +144,44 @@ def test_a_wrong_uri_fails_naming_it(monkeypatch):
 
 def test_the_local_store_is_reachable(mlflow_store):
     assert tracking.check_reachable() == mlflow_store
+
+
+@pytest.fixture
+def no_credentials(monkeypatch, tmp_path):
+    for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(reach, "CREDENTIALS_FILE", tmp_path / "no-credentials")
+
+
+def refused(status: int) -> mlflow.exceptions.MlflowException:
+    """What MLflow's client raises for an HTTP error answer."""
+    return mlflow.exceptions.MlflowException(
+        f"API request to endpoint /api/2.0/mlflow/experiments/search failed with error code "
+        f"{status} != 200. Response body: ''"
+    )
+
+
+def test_a_401_names_the_credentials_missing_or_refused(no_credentials, monkeypatch):
+    uri = "https://mlflow.example.org"
+    missing = reach.explain(refused(401), uri)
+    assert "needs credentials" in missing and "MLFLOW_TRACKING_USERNAME" in missing
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "bo")
+    wrong = reach.explain(refused(401), uri)
+    assert "refused the credentials" in wrong and "MLFLOW_TRACKING_PASSWORD" in wrong
+    assert reach.explain(refused(500), uri) is None
+
+
+def test_an_unverified_certificate_names_the_ca_variable():
+    error = requests.exceptions.SSLError("certificate verify failed: unable to get local issuer")
+    message = reach.explain(error, "https://mlflow.example.org")
+    assert "certificate" in message and "MLFLOW_TRACKING_SERVER_CERT_PATH" in message
+
+
+def test_a_writable_experiment_passes_the_probe_and_keeps_no_tag(mlflow_store):
+    experiment_id = mlflow.MlflowClient().create_experiment("charmt")
+    tracking.check_writable("charmt")
+    tracking.check_writable("not-created-yet")  # the run creates it
+    assert reach.PROBE_TAG not in mlflow.MlflowClient().get_experiment(experiment_id).tags
 
 
 def test_changed_params_lists_each_dotted_key_old_to_new():

@@ -25,6 +25,7 @@ Anyone then loads the champion by name: ``charmt translate --model models:/<name
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
@@ -189,8 +190,37 @@ def promote(
     """
     if name is None:
         return Promotion(None, decision="registration off (registry.model_name is null)")
-    tag = SCORE_TAG + split_digest(test_pairs)
     new_score = score(translator.translate, test_pairs)
+    try:
+        return _promote(run_id, name, new_score, test_pairs, evaluation)
+    except MlflowException as error:
+        if not permission_denied(error):
+            raise
+        user = os.environ.get("MLFLOW_TRACKING_USERNAME") or "this user"
+        return Promotion(
+            name,
+            score=new_score,
+            decision=(
+                f"not permitted: {user} may not register versions of {name} or move its "
+                f"{CHAMPION} alias (HTTP 403); the run and its evaluation are complete, and a "
+                f"maintainer promotes its model with `dvc repro -f -s evaluate`"
+            ),
+        )
+
+
+def permission_denied(error: MlflowException) -> bool:
+    """Whether a tracking server refused ``error``'s request for want of permission."""
+    return error.error_code == "PERMISSION_DENIED" or "error code 403" in str(error)
+
+
+def _promote(
+    run_id: str,
+    name: str,
+    new_score: float,
+    test_pairs: Sequence[Pair],
+    evaluation: Mapping[str, Any],
+) -> Promotion:
+    tag = SCORE_TAG + split_digest(test_pairs)
     version = register(run_id, name, evaluation)
     number = int(version.version)
     client = mlflow.MlflowClient()

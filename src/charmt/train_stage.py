@@ -61,6 +61,7 @@ def run(
     """Train on ``prepared`` with ``params`` (the checked ``SECTIONS``), write ``outputs``, and
     complete the MLflow run; the run. ``params_file`` describes the run (params changed)."""
     uri = tracking.check_reachable()  # seconds, before any data is read or any training
+    tracking.check_writable(params["tracking"]["experiment_name"], uri)
     # TensorFlow (seconds) is imported only after this check, in _train.
     checkpoints = Checkpoints.of(outputs.checkpoints, checkpoint_inputs(params, prepared))
     for reason in checkpoints.discard_stale():

@@ -26,7 +26,7 @@ from charmt.tracking.logged import (
     ready_models,
 )
 from charmt.tracking.provenance import changed_params, default_run_name, run_description, run_tags
-from charmt.tracking.reach import check_reachable, http_retries
+from charmt.tracking.reach import check_reachable, check_writable, http_retries
 from charmt.tracking.runs import (
     EVALUATION_ERROR_TAG,
     EVALUATION_STATUS_TAG,
@@ -70,6 +70,7 @@ __all__ = [
     "abandon_run",
     "changed_params",
     "check_reachable",
+    "check_writable",
     "complete_run",
     "configure",
     "dataset_digest",

@@ -1,0 +1,517 @@
+"""End to end, the team's server as docs/team.md builds it: PostgreSQL holding both the tracking
+store and the auth app's user database, two ``mlflow server --app-name basic-auth`` processes
+sharing them (and one artifact destination, one secret key), and nginx terminating TLS in front
+of both with a throwaway CA, all on 127.0.0.1. Users reader, trainer and maintainer hold the
+roles docs/team.md grants; every check goes through the proxy over real HTTPS.
+
+Needs PostgreSQL and nginx from the system packages (``.ci/install-system-packages``): skipped
+without them, except in CI, where that is a failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import mlflow.pyfunc
+import mlflow.server
+import psycopg
+import pytest
+import requests
+from conftest import TINY_PARAMS, make_project, run, subprocess_env, write_tiny_zip
+from test_server import PG_BIN, free_port, postgres, require, stop, wait_until_up  # noqa: F401
+from test_sweeps import experiments
+
+pytestmark = pytest.mark.e2e
+
+MODEL_NAME = "charmt-translator"
+EXPERIMENT = "charmt"
+ADMIN_PASSWORD = "admin-Secret-7f3a9c"  # at least 12 characters: MLflow refuses shorter
+PASSWORDS = {
+    "reader": "reader-Secret-2b8e1d",
+    "trainer": "trainer-Secret-9c4f0a",
+    "maintainer": "maintainer-Secret-5d7e3b",
+}
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+TEAM_PARAMS = {
+    **TINY_PARAMS,
+    "data": {"num_samples": 300},
+    "train": {**TINY_PARAMS["train"], "epochs": 2},
+    "registry": {"model_name": MODEL_NAME},
+    "tracking": {"experiment_name": EXPERIMENT},
+}
+# What the team's processes run with: no usage telemetry leaves the machine.
+NO_TELEMETRY = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
+
+
+def make_certificates(directory: Path) -> tuple[Path, Path, Path]:
+    """A throwaway CA and a server certificate it signed for 127.0.0.1: (ca, cert, key)."""
+    ca_key, ca, key, request, cert = (
+        directory / name for name in ("ca.key", "ca.pem", "server.key", "server.csr", "server.pem")
+    )
+    extensions = directory / "server.ext"
+    extensions.write_text("subjectAltName = IP:127.0.0.1, DNS:localhost\n")
+
+    def openssl(*arguments: str) -> None:
+        subprocess.run(["openssl", *arguments], check=True, capture_output=True, timeout=60)
+
+    openssl(
+        *("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(ca_key), "-out"),
+        *(str(ca), "-days", "2", "-subj", "/CN=charmt test CA"),
+    )
+    openssl(
+        *("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(request)),
+        *("-subj", "/CN=127.0.0.1"),
+    )
+    openssl(
+        *("x509", "-req", "-in", str(request), "-CA", str(ca), "-CAkey", str(ca_key)),
+        *("-CAcreateserial", "-out", str(cert), "-days", "2", "-extfile", str(extensions)),
+    )
+    return ca, cert, key
+
+
+NGINX_CONF = """\
+{user}
+worker_processes 1;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log;
+events {{ worker_connections 256; }}
+http {{
+    log_format upstream '$status $request_method $upstream_addr';
+    access_log {dir}/access.log upstream;
+    client_body_temp_path {dir}/body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+    upstream mlflow {{
+{servers}
+    }}
+    server {{
+        listen 127.0.0.1:{port} ssl;
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
+        client_max_body_size 0;
+        proxy_read_timeout 300s;
+        proxy_request_buffering off;
+        location / {{
+            proxy_pass http://mlflow;
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-Proto https;
+        }}
+    }}
+}}
+"""
+
+
+@dataclass
+class Team:
+    """The running team's server: the proxy's URI, the CA, the backends and the database."""
+
+    uri: str
+    ca: Path
+    backends: list[str]
+    database: str
+    processes: list[subprocess.Popen]
+    experiment_id: str
+    directory: Path
+
+    def env(self, user: str | None, password: str | None = None, ca: bool = True) -> dict:
+        """A client's environment: the proxy's URI, ``user``'s credentials, the CA."""
+        env = {"MLFLOW_TRACKING_URI": self.uri, **NO_TELEMETRY}
+        if ca:
+            env["MLFLOW_TRACKING_SERVER_CERT_PATH"] = str(self.ca)
+        if user is not None:
+            env["MLFLOW_TRACKING_USERNAME"] = user
+            env["MLFLOW_TRACKING_PASSWORD"] = password or PASSWORDS.get(user, ADMIN_PASSWORD)
+        return env
+
+    def client(self, user: str, monkeypatch: pytest.MonkeyPatch) -> mlflow.MlflowClient:
+        for name, value in self.env(user).items():
+            monkeypatch.setenv(name, value)
+        return mlflow.MlflowClient(self.uri)
+
+
+def start_mlflow(directory: Path, name: str, env: dict[str, str]) -> tuple[str, subprocess.Popen]:
+    port = free_port()
+    log = directory / f"{name}.log"
+    command = [
+        *(str(Path(sys.executable).parent / "mlflow"), "server", "--app-name", "basic-auth"),
+        *("--backend-store-uri", env["CHARMT_BACKEND"], "--serve-artifacts"),
+        *("--artifacts-destination", str(directory / "artifacts")),
+        *("--host", "127.0.0.1", "--port", str(port), "--workers", "1"),
+    ]
+    with open(log, "ab") as output:
+        process = subprocess.Popen(
+            command, stdout=output, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+    wait_until_up(f"http://127.0.0.1:{port}/health", process, log)
+    return f"http://127.0.0.1:{port}", process
+
+
+@pytest.fixture(scope="module")
+def team(postgres, tmp_path_factory) -> Iterator[Team]:  # noqa: F811
+    require(Path(NGINX).is_file(), "nginx not found: install the nginx package")
+    directory = tmp_path_factory.mktemp("team-server")
+    with psycopg.connect(postgres, autocommit=True) as connection:
+        connection.execute("CREATE DATABASE mlflow_auth")
+    auth_database = postgres.rsplit("/", 1)[0] + "/mlflow_auth"
+    config = directory / "basic_auth.ini"
+    config.write_text(
+        "[mlflow]\n"
+        "default_permission = NO_PERMISSIONS\n"
+        f"database_uri = {auth_database}\n"
+        "admin_username = admin\n"
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+    )
+    env = subprocess_env(
+        CHARMT_BACKEND=postgres,
+        MLFLOW_AUTH_CONFIG_PATH=str(config),
+        MLFLOW_AUTH_ADMIN_PASSWORD=ADMIN_PASSWORD,
+        MLFLOW_FLASK_SERVER_SECRET_KEY="team-shared-flask-secret-key",
+        **NO_TELEMETRY,
+    )
+    env.pop("MLFLOW_TRACKING_URI", None)
+    processes: list[subprocess.Popen] = []
+    try:
+        # One after the other: the first creates the tables and the admin, the second finds them.
+        for name in ("mlflow-1", "mlflow-2"):
+            _backend, process = start_mlflow(directory, name, env)
+            processes.append(process)
+        backends = [f"http://127.0.0.1:{p.args[p.args.index('--port') + 1]}" for p in processes]
+        ca, cert, key = make_certificates(directory)
+        port = free_port()
+        for name in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
+            (directory / name).mkdir()
+        servers = "\n".join(f"        server {b.removeprefix('http://')};" for b in backends)
+        (directory / "nginx.conf").write_text(
+            NGINX_CONF.format(
+                # As root nginx's workers would run as nobody, who cannot enter pytest's tmp.
+                user="user root;" if os.geteuid() == 0 else "",
+                dir=directory,
+                servers=servers,
+                port=port,
+                cert=cert,
+                key=key,
+            )
+        )
+        nginx = subprocess.Popen(
+            [NGINX, "-c", str(directory / "nginx.conf"), "-g", "daemon off;"],
+            stdout=open(directory / "nginx.out", "wb"),  # noqa: SIM115
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        processes.append(nginx)
+        uri = f"https://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                requests.get(f"{uri}/health", verify=str(ca), timeout=5)
+                break
+            except requests.RequestException:
+                assert nginx.poll() is None, (directory / "error.log").read_text()
+                assert time.monotonic() < deadline, "nginx did not answer"
+                time.sleep(0.3)
+
+        # The admin's set-up, as docs/team.md gives it: users, the experiment and the
+        # registered model created by the admin, and each role's grants.
+        admin_env = {
+            "MLFLOW_TRACKING_USERNAME": "admin",
+            "MLFLOW_TRACKING_PASSWORD": ADMIN_PASSWORD,
+            "MLFLOW_TRACKING_SERVER_CERT_PATH": str(ca),
+        }
+        saved = {name: os.environ.get(name) for name in admin_env}
+        os.environ.update(admin_env)
+        try:
+            experiment_id = set_up_team(uri)
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+        yield Team(uri, ca, backends, postgres, processes, experiment_id, directory)
+    finally:
+        for process in reversed(processes):
+            stop(process)
+
+
+def set_up_team(uri: str) -> str:
+    """docs/team.md's admin commands: the experiment id."""
+    auth = mlflow.server.get_app_client("basic-auth", tracking_uri=uri)
+    client = mlflow.MlflowClient(uri)
+    experiment_id = client.create_experiment(EXPERIMENT)
+    client.create_registered_model(MODEL_NAME)
+    for user, password in PASSWORDS.items():
+        auth.create_user(user, password)
+    auth.grant_user_permission("reader", "experiment", experiment_id, "READ")
+    auth.grant_user_permission("reader", "registered_model", MODEL_NAME, "READ")
+    auth.grant_user_permission("trainer", "experiment", experiment_id, "EDIT")
+    auth.grant_user_permission("trainer", "registered_model", MODEL_NAME, "READ")
+    auth.grant_user_permission("maintainer", "experiment", experiment_id, "EDIT")
+    auth.grant_user_permission("maintainer", "registered_model", MODEL_NAME, "EDIT")
+    return experiment_id
+
+
+def new_project(tmp_path: Path, name: str = "project") -> Path:
+    return make_project(tmp_path / name, write_tiny_zip(tmp_path / "fra-eng.zip"), TEAM_PARAMS)
+
+
+def failing_train(project: Path, env: dict[str, str]) -> tuple[list[str], str, float]:
+    """``dvc repro train`` that must fail: its ``error:`` lines, its whole output, seconds."""
+    started = time.monotonic()
+    environment = subprocess_env(**env)
+    for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+        if name not in env:
+            environment.pop(name, None)
+    if "MLFLOW_TRACKING_SERVER_CERT_PATH" not in env:
+        environment.pop("MLFLOW_TRACKING_SERVER_CERT_PATH", None)
+    done = subprocess.run(
+        ["dvc", "repro", "train"],
+        cwd=project,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    seconds = time.monotonic() - started
+    assert done.returncode != 0
+    output = done.stdout + done.stderr
+    return (
+        [line for line in done.stderr.splitlines() if line.startswith("error: ")],
+        output,
+        seconds,
+    )
+
+
+@pytest.fixture(scope="module")
+def promoted(team, tmp_path_factory) -> dict:
+    """A trainer's complete run, not promoted (not permitted); then the maintainer's promotion
+    of that run's model, without training again."""
+    project = new_project(tmp_path_factory.mktemp("trainer"))
+    output = run(["dvc", "repro"], project, **team.env("trainer"))
+    trainer_promotion = json.loads((project / "metrics/promotion.json").read_text())
+    started = time.monotonic()
+    maintainer_output = run(
+        ["dvc", "repro", "-f", "-s", "evaluate"], project, **team.env("maintainer")
+    )
+    return {
+        "project": project,
+        "output": output + maintainer_output,
+        "trainer_promotion": trainer_promotion,
+        "promotion": json.loads((project / "metrics/promotion.json").read_text()),
+        "run_id": json.loads((project / "models/mlflow_run.json").read_text())["run_id"],
+        "promote_seconds": time.monotonic() - started,
+    }
+
+
+def test_anonymous_and_wrong_password_requests_are_refused(team):
+    search = "/api/2.0/mlflow/experiments/search?max_results=5"
+    for base in [team.uri, *team.backends]:
+        verify = str(team.ca) if base.startswith("https") else True
+        assert requests.get(base + search, verify=verify, timeout=30).status_code == 401
+        wrong = requests.get(base + search, auth=("trainer", "nope"), verify=verify, timeout=30)
+        assert wrong.status_code == 401
+        right = requests.get(
+            base + search, auth=("reader", PASSWORDS["reader"]), verify=verify, timeout=30
+        )
+        assert right.status_code == 200
+        # NO_PERMISSIONS: a user sees only what they were granted.
+        names = {e["name"] for e in right.json().get("experiments", [])}
+        assert names <= {EXPERIMENT}, names
+
+
+@pytest.mark.parametrize(
+    ("who", "expected"),
+    [
+        (None, "needs credentials"),
+        ("wrong", "refused the credentials"),
+        ("reader", "no permission to write to experiment 'charmt'"),
+    ],
+)
+def test_train_fails_fast_with_one_line_naming_what_is_missing(team, tmp_path, who, expected):
+    project = new_project(tmp_path)
+    env = team.env("trainer", password="not-the-password") if who == "wrong" else team.env(who)
+    errors, output, seconds = failing_train(project, env)
+    assert len(errors) == 1, output[-3000:]
+    assert expected in errors[0]
+    if who == "reader":
+        assert "EDIT" in errors[0]
+    else:
+        assert "MLFLOW_TRACKING_USERNAME" in errors[0] and "MLFLOW_TRACKING_PASSWORD" in errors[0]
+    assert "Traceback" not in output and "Epoch 1" not in output
+    assert seconds < 60, seconds  # dvc and the stage's start-up; the check itself is ~1 s
+    print(f"{who}: {seconds:.1f} s: {errors[0]}")
+
+
+def test_without_the_ca_the_stage_fails_in_seconds_naming_the_certificate(team, tmp_path):
+    project = new_project(tmp_path)
+    errors, output, seconds = failing_train(project, team.env("trainer", ca=False))
+    assert len(errors) == 1, output[-3000:]
+    assert "certificate" in errors[0] and "MLFLOW_TRACKING_SERVER_CERT_PATH" in errors[0]
+    assert "Traceback" not in output
+    assert seconds < 60, seconds
+    print(f"no CA: {seconds:.1f} s: {errors[0]}")
+
+
+def test_a_trainer_completes_a_run_and_a_maintainer_promotes_it_later(team, promoted, monkeypatch):
+    trainer = promoted["trainer_promotion"]
+    assert trainer["promoted"] is False and trainer["version"] is None
+    assert trainer["decision"].startswith("not permitted: trainer may not register")
+    assert "dvc repro -f -s evaluate" in trainer["decision"]
+
+    client = team.client("maintainer", monkeypatch)
+    logged = client.get_run(promoted["run_id"])
+    assert logged.info.status == "FINISHED"
+    for name in ("exact_match", "char_accuracy", "bleu", "chrf", "best_val_loss"):
+        assert name in logged.data.metrics
+    # The maintainer's evaluation registered the same run's model and made it champion.
+    champion = client.get_model_version_by_alias(MODEL_NAME, "champion")
+    assert champion.run_id == promoted["run_id"]
+    assert promoted["promotion"]["promoted"] is True
+    assert logged.data.tags["promotion.decision"] == promoted["promotion"]["decision"]
+    assert "Epoch 1" not in promoted["output"].split("Running stage 'evaluate'")[-1]
+
+
+def test_a_trainer_cannot_move_the_alias(team, promoted, monkeypatch):
+    client = team.client("trainer", monkeypatch)
+    with pytest.raises(mlflow.exceptions.MlflowException, match="403"):
+        client.set_registered_model_alias(MODEL_NAME, "champion", "1")
+    with pytest.raises(mlflow.exceptions.MlflowException, match="403"):
+        client.delete_registered_model_alias(MODEL_NAME, "champion")
+
+
+def test_a_reader_searches_runs_and_loads_the_champion(team, promoted, monkeypatch):
+    client = team.client("reader", monkeypatch)
+    runs = client.search_runs([team.experiment_id])
+    assert promoted["run_id"] in {r.info.run_id for r in runs}
+    model = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}@champion")
+    assert len(model.predict(["abc", "deed"])) == 2
+    with pytest.raises(mlflow.exceptions.MlflowException, match="403"):
+        client.set_tag(promoted["run_id"], "reader.was.here", "1")
+
+
+def test_no_password_is_recorded_anywhere(team, promoted, monkeypatch, tmp_path):
+    secrets = [ADMIN_PASSWORD, *PASSWORDS.values()]
+    project = promoted["project"]
+    places = {"stage output": promoted["output"]}
+    for path in [project / "dvc.lock", project / "params.yaml", *(project / "metrics").rglob("*")]:
+        if path.is_file():
+            places[str(path)] = path.read_text(errors="replace")
+    client = team.client("admin", monkeypatch)
+    logged = client.get_run(promoted["run_id"])
+    places["params"] = json.dumps(logged.data.params)
+    places["tags"] = json.dumps(logged.data.tags)
+    artifacts = Path(client.download_artifacts(promoted["run_id"], "", str(tmp_path / "a")))
+    for path in artifacts.rglob("*"):
+        if path.is_file():
+            places[str(path)] = path.read_bytes().decode("utf-8", errors="replace")
+    # The whole tracking database and the user database, as text.
+    for database in ("mlflow", "mlflow_auth"):
+        dump = subprocess.run(
+            [
+                *(["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []),
+                str(PG_BIN / "pg_dump"),
+                team.database.rsplit("/", 1)[0] + f"/{database}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert dump.returncode == 0, dump.stderr
+        assert "CREATE TABLE" in dump.stdout
+        places[f"database {database}"] = dump.stdout
+    for place, text in places.items():
+        for secret in secrets:
+            assert secret not in text, f"a password in {place}"
+
+
+def test_telemetry_is_off_in_the_servers_and_the_pipeline(team, tmp_path):
+    for process in team.processes[:2]:
+        environ = Path(f"/proc/{process.pid}/environ").read_bytes().split(b"\0")
+        assert b"MLFLOW_DISABLE_TELEMETRY=true" in environ
+    answer = requests.get(
+        f"{team.uri}/ajax-api/3.0/mlflow/ui-telemetry",
+        auth=("reader", PASSWORDS["reader"]),
+        verify=str(team.ca),
+        timeout=30,
+    )
+    assert answer.status_code == 200 and answer.json()["disable_ui_telemetry"] is True
+    # The pipeline's stages import charmt first, which turns telemetry off before mlflow loads.
+    env = subprocess_env()
+    for name in ("MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK"):
+        env.pop(name, None)
+    probe = (
+        "import charmt, mlflow\n"
+        "from mlflow.telemetry.client import get_telemetry_client\n"
+        "import os\n"
+        "print(os.environ['MLFLOW_DISABLE_TELEMETRY'], os.environ['DO_NOT_TRACK'],"
+        " get_telemetry_client())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.stdout.split() == ["true", "true", "None"], done.stderr
+
+
+def test_a_sweep_through_two_server_processes_completes_and_crowns_the_best(
+    team, tmp_path, monkeypatch
+):
+    project = new_project(tmp_path)
+    env = team.env("maintainer")
+    run(
+        ["dvc", "exp", "run", "--queue", "-S", "train.latent_dim=16,32", "-S", "train.epochs=1,2"],
+        project,
+        **env,
+    )
+    served_before = (team.directory / "access.log").read_text().count("\n")
+    started = subprocess.run(
+        ["dvc", "queue", "start", "-j", "2"],
+        cwd=project,
+        env=subprocess_env(**env),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        timeout=120,
+    )
+    assert started.returncode == 0
+    deadline = time.monotonic() + 900
+    while True:
+        status = run(["dvc", "queue", "status"], project)
+        if not any(word in status for word in ("Queued", "Running")):
+            break
+        assert time.monotonic() < deadline, status
+        time.sleep(5)
+    assert status.count("Success") == 4, status
+
+    client = team.client("maintainer", monkeypatch)
+    shown = experiments(project)
+    run_ids = {
+        data["metrics"]["metrics/train.json"]["data"]["mlflow_run_id"] for data in shown.values()
+    }
+    assert len(run_ids) == 4, shown
+    for run_id in run_ids:
+        logged = client.get_run(run_id)
+        assert logged.info.status == "FINISHED"
+        assert "char_accuracy" in logged.data.metrics and "promotion.decision" in logged.data.tags
+    # The champion is the best of every version scored on this test split.
+    champion = client.get_model_version_by_alias(MODEL_NAME, "champion")
+    tag = next(key for key in champion.tags if key.startswith("test_score."))
+    scores = {
+        v.version: float(v.tags[tag])
+        for v in client.search_model_versions(f"name = '{MODEL_NAME}'")
+        if tag in v.tags
+    }
+    assert run_ids <= {v.run_id for v in client.search_model_versions(f"name = '{MODEL_NAME}'")}
+    assert float(champion.tags[tag]) == max(scores.values())
+    # Both server processes answered the sweep's requests, through the one proxy.
+    lines = (team.directory / "access.log").read_text().splitlines()[served_before:]
+    upstreams = {line.split()[-1] for line in lines}
+    assert {b.removeprefix("http://") for b in team.backends} <= upstreams
