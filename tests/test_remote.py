@@ -124,3 +124,48 @@ def test_an_experiment_pushed_from_one_clone_is_listed_applied_and_used_in_anoth
     run(["dvc", "pull"], carol)
     assert yaml.safe_load((carol / "params.yaml").read_text())["train"]["epochs"] == epochs
     assert translate(carol, team["sentences"]) == expected
+
+
+def test_the_model_artifact_is_fetched_by_name_and_translates_without_a_clone(team):
+    """A version of the ``charmt-translator`` artifact is registered with a git tag in DVC's
+    model-registry form (``<name>@v<semver>``, as ``gto register`` writes it) and pushed; then
+    ``dvc artifacts get <repo> charmt-translator`` brings that model from the DVC remote into a
+    directory that is no project at all, and it translates."""
+    alice = team["project"]
+    baseline = run(["git", "rev-parse", "HEAD"], alice).strip()
+    tag = "charmt-translator@v1.0.0"
+    run(
+        [
+            "git",
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "tag",
+            "-a",
+            tag,
+            baseline,
+            "-m",
+            "Registering artifact charmt-translator version 1.0.0",
+        ],
+        alice,
+    )
+    run(["git", "push", "-q", "origin", tag], alice)
+
+    service = team["root"] / "service"
+    service.mkdir()
+    run(
+        ["dvc", "artifacts", "get", str(team["origin"]), "charmt-translator", "-o", "model"],
+        service,
+    )
+    assert sorted(p.name for p in (service / "model").iterdir()) == [
+        "mlflow_run.json",
+        "model.json",
+        "model.keras",
+        "vocabularies.json",
+    ]
+    assert not (service / ".git").exists() and not (service / ".dvc").exists()
+    translated = stdout_lines(
+        ["charmt", "translate", "--model", "model", *team["sentences"]], service
+    )
+    assert translated == team["baseline"]
