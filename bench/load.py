@@ -3,6 +3,8 @@
     python bench/load.py                                  # tiny model, 4 clients x 500 requests
     python bench/load.py --clients 4 --requests 100       # a quick look
     python bench/load.py --model models --sentences data/prepared/test.tsv   # the pipeline's model
+    CHARMT_LOAD_USER=app CHARMT_LOAD_PASSWORD=... python bench/load.py \
+        --url https://127.0.0.1:8443 --ca ca.pem --sentences data/prepared/test.tsv   # a proxy
 
 Trains a tiny model (or takes a ``models/`` directory), logs the translator pyfunc to a store of
 its own under bench/work/load/, serves it with ``--env-manager local``, and has N concurrent
@@ -11,18 +13,23 @@ requests/s, sentences/s, p50/p99 latency, errors, and the server's resident memo
 process tree) after warm-up and at the end. Then sends the bad-request table and checks that the
 server answers a good request after each. Not a unit test: the clients share the CPU with the
 server, and on a shared machine the figures are only indicative; say how you ran it.
-Results: bench/results/load.json and load.md.
+With ``--url`` it starts no server: it loads an endpoint already served (behind nginx, say),
+with basic auth from ``CHARMT_LOAD_USER``/``CHARMT_LOAD_PASSWORD`` and ``--ca`` for a private
+CA; ``--sentences`` (or ``--model``, for its alphabet) gives what to send; no memory figures.
+Results: bench/results/load.json and load.md (``--out`` elsewhere).
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import concurrent.futures
 import datetime
 import json
 import os
 import platform
 import random
+import ssl
 import statistics
 import sys
 import time
@@ -55,8 +62,18 @@ def tiny_model(directory: Path) -> Path:
     return directory
 
 
-def sentence_pool(model_dir: Path, sentences_file: Path | None) -> list[str]:
-    """Sentences the model accepts: the file's first column, or random words of its alphabet."""
+def sentence_pool(model_dir: Path | None, sentences_file: Path | None) -> list[str]:
+    """Sentences the model accepts: the file's first column, or random words of its alphabet.
+
+    Without ``model_dir`` (a served endpoint) the file's sentences, unchecked."""
+    if model_dir is None:
+        if sentences_file is None:
+            sys.exit("--url needs --sentences (or --model, for the model's alphabet)")
+        lines = sentences_file.read_text(encoding="utf-8").splitlines()
+        pool = [line.split("\t")[0] for line in lines if line.split("\t")[0]]
+        if not pool:
+            sys.exit(f"no sentences in {sentences_file}")
+        return pool
     from charmt.translator import Translator
 
     translator = Translator.load(model_dir)
@@ -113,8 +130,11 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
-def load(url: str, pool: list[str], clients: int, requests: int, max_seconds: float) -> dict:
-    """``clients`` threads, each sending up to ``requests`` requests of 1-64 sentences."""
+def load(
+    url: str, pool: list[str], clients: int, requests: int, max_seconds: float, **options
+) -> dict:
+    """``clients`` threads, each sending up to ``requests`` requests of 1-64 sentences;
+    ``options`` go to :func:`bench.servers.post` (headers, an SSL context)."""
     from bench.servers import post
 
     deadline = time.monotonic() + max_seconds
@@ -128,7 +148,9 @@ def load(url: str, pool: list[str], clients: int, requests: int, max_seconds: fl
             batch = [rng.choice(pool) for _ in range(rng.randint(1, 64))]
             start = time.perf_counter()
             try:
-                status, text = post(url, json.dumps({"inputs": batch}).encode(), timeout=60)
+                status, text = post(
+                    url, json.dumps({"inputs": batch}).encode(), timeout=60, **options
+                )
                 ok = status == 200 and len(json.loads(text)["predictions"]) == len(batch)
             except Exception:  # a dropped connection is an error to count, not a crash
                 ok = False
@@ -162,14 +184,23 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=500, help="per client")
     parser.add_argument("--max-seconds", type=float, default=600, help="bound on the load phase")
     parser.add_argument("--out", type=Path, default=RESULTS / "load.json")
+    parser.add_argument(
+        "--url",
+        help="an endpoint already served (base URL, or .../invocations): start no server; "
+        "basic auth from CHARMT_LOAD_USER and CHARMT_LOAD_PASSWORD",
+    )
+    parser.add_argument("--ca", type=Path, help="CA certificate that verifies --url's TLS")
     args = parser.parse_args()
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if args.url:
+        run_against(args, args.url)
+        return
     WORK.mkdir(parents=True, exist_ok=True)
     store = f"sqlite:///{WORK / 'mlflow.db'}"
     os.environ["MLFLOW_TRACKING_URI"] = store
 
-    from bench.servers import post, process_tree_rss_mib, served
+    from bench.servers import served
     from charmt import tracking
     from charmt.translator import Translator
 
@@ -178,42 +209,72 @@ def main() -> None:
     with tracking.start_run("charmt-load-test") as run:
         tracking.log_trained_model(Translator.load(model_dir), model_dir)
     uri = f"runs:/{run.info.run_id}/translator"
+    with served(uri, WORK / "serve.log") as server:
+        run_against(args, server.url, pool, server)
+
+
+def post_options(args: argparse.Namespace) -> dict:
+    """Basic auth from CHARMT_LOAD_USER/CHARMT_LOAD_PASSWORD and the --ca context, for post."""
+    options: dict = {}
+    user = os.environ.get("CHARMT_LOAD_USER")
+    if user:
+        token = f"{user}:{os.environ.get('CHARMT_LOAD_PASSWORD', '')}".encode()
+        options["headers"] = {"Authorization": "Basic " + base64.b64encode(token).decode()}
+    if args.ca:
+        options["context"] = ssl.create_default_context(cafile=str(args.ca))
+    return options
+
+
+def run_against(args: argparse.Namespace, url: str, pool: list[str] | None = None, server=None):
+    """The load, then the bad-request table, against ``url``; ``server`` when started here
+    (its memory is measured). Writes the results and exits 1 on any error."""
+    from bench.servers import post, process_tree_rss_mib
+
+    if pool is None:
+        pool = sentence_pool(args.model, args.sentences)
+    options = post_options(args) if server is None else {}
+
+    def rss() -> float | None:
+        return None if server is None else round(process_tree_rss_mib(server.process.pid), 1)
 
     report: dict = {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
-        "model": str(args.model or "tiny reversal model (latent 64)"),
+        "model": str(args.model or "tiny reversal model (latent 64)")
+        if server is not None
+        else f"served at {url}",
         "clients": args.clients,
         "requests_per_client": args.requests,
     }
-    with served(uri, WORK / "serve.log") as server:
-        invocations = f"{server.url}/invocations"
-        for _ in range(3):  # warm-up: the first calls trace the decoding loop
-            post(invocations, json.dumps({"inputs": pool[:64]}).encode())
-        report["rss_mib_start"] = round(process_tree_rss_mib(server.process.pid), 1)
-        report["load"] = load(invocations, pool, args.clients, args.requests, args.max_seconds)
-        report["rss_mib_end"] = round(process_tree_rss_mib(server.process.pid), 1)
+    invocations = url if url.endswith("/invocations") else f"{url.rstrip('/')}/invocations"
+    for _ in range(3):  # warm-up: the first calls trace the decoding loop
+        post(invocations, json.dumps({"inputs": pool[:64]}).encode(), **options)
+    report["rss_mib_start"] = rss()
+    report["load"] = load(
+        invocations, pool, args.clients, args.requests, args.max_seconds, **options
+    )
+    report["rss_mib_end"] = rss()
 
-        table = []
-        for case, body, content_type in bad_requests(pool[:2]):
-            status, text = post(invocations, body, content_type)
-            try:
-                message = json.loads(text).get("message", text)
-            except (ValueError, AttributeError):
-                message = text
-            # MLflow prefixes the model's message with "Failed to predict data '<the input>'".
-            message = str(message).split("Error: ", 1)[-1]
-            good_status, _ = post(invocations, json.dumps({"inputs": pool[:2]}).encode())
-            table.append(
-                {
-                    "request": case,
-                    "status": status,
-                    "message": " ".join(str(message).split())[:160],
-                    "kept_serving": server.alive() and good_status == 200,
-                }
-            )
-        report["bad_requests"] = table
-        report["rss_mib_after_bad_requests"] = round(process_tree_rss_mib(server.process.pid), 1)
+    table = []
+    for case, body, content_type in bad_requests(pool[:2]):
+        status, text = post(invocations, body, content_type, **options)
+        try:
+            message = json.loads(text).get("message", text)
+        except (ValueError, AttributeError):
+            message = text
+        # MLflow prefixes the model's message with "Failed to predict data '<the input>'".
+        message = str(message).split("Error: ", 1)[-1]
+        good_status, _ = post(invocations, json.dumps({"inputs": pool[:2]}).encode(), **options)
+        table.append(
+            {
+                "request": case,
+                "status": status,
+                "message": " ".join(str(message).split())[:160],
+                "kept_serving": (server is None or server.alive()) and good_status == 200,
+            }
+        )
+    report["bad_requests"] = table
+    report["rss_mib_after_bad_requests"] = rss()
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
@@ -225,6 +286,7 @@ def main() -> None:
 
 def markdown(report: dict) -> str:
     load_figures = report["load"]
+    report = {k: "n/a" if v is None else v for k, v in report.items()}  # RSS of a remote server
     lines = [
         f"Load test, {report['date']}, {report['machine']}; model: {report['model']}.",
         f"{report['clients']} clients x {report['requests_per_client']} requests of 1-64 "

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -142,11 +143,18 @@ def post(
     body: bytes,
     content_type: str = "application/json",
     timeout: float = 120,
+    headers: Mapping[str, str] | None = None,
+    context: ssl.SSLContext | None = None,
 ) -> tuple[int, str]:
-    """POST ``body`` to ``url``; the status code and the body as text (error responses too)."""
-    request = urllib.request.Request(url, data=body, headers={"Content-Type": content_type})
+    """POST ``body`` to ``url``; the status code and the body as text (error responses too).
+
+    ``headers`` are sent as well (an ``Authorization`` header, say); ``context`` verifies an
+    HTTPS server (``ssl.create_default_context(cafile=...)`` for a private CA)."""
+    request = urllib.request.Request(
+        url, data=body, headers={"Content-Type": content_type, **(headers or {})}
+    )
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
             return response.status, response.read().decode("utf-8", errors="replace")
     except urllib.error.HTTPError as error:
         return error.code, error.read().decode("utf-8", errors="replace")

@@ -26,9 +26,21 @@ import mlflow.server
 import psycopg
 import pytest
 import requests
-from conftest import TINY_PARAMS, make_project, run, subprocess_env, write_tiny_zip
-from test_server import PG_BIN, free_port, postgres, require, stop, wait_until_up  # noqa: F401
+from conftest import (
+    PROJECT,
+    TINY_PARAMS,
+    make_project,
+    reversal_pairs,
+    run,
+    subprocess_env,
+    write_tiny_zip,
+)
+from test_server import PG_BIN, postgres, require  # noqa: F401
 from test_sweeps import experiments
+
+from bench.servers import served
+from charmt.processes import free_port
+from charmt.processes import stop_group as stop
 
 pytestmark = pytest.mark.e2e
 
@@ -140,6 +152,20 @@ class Team:
         return mlflow.MlflowClient(self.uri)
 
 
+def wait_until_up(url: str, process: subprocess.Popen, log: Path, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"{url} exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            if requests.get(url, timeout=5).ok:
+                return
+        except requests.RequestException:  # not up yet, or too busy starting to answer
+            pass
+        time.sleep(0.5)
+    pytest.fail(f"{url} not up after {timeout} s:\n{log.read_text()[-3000:]}")
+
+
 def start_mlflow(directory: Path, name: str, env: dict[str, str]) -> tuple[str, subprocess.Popen]:
     port = free_port()
     log = directory / f"{name}.log"
@@ -161,9 +187,10 @@ def start_mlflow(directory: Path, name: str, env: dict[str, str]) -> tuple[str, 
 def team(postgres, tmp_path_factory) -> Iterator[Team]:  # noqa: F811
     require(Path(NGINX).is_file(), "nginx not found: install the nginx package")
     directory = tmp_path_factory.mktemp("team-server")
-    with psycopg.connect(postgres, autocommit=True) as connection:
+    backend = postgres()  # the tracking store's database; the users' one beside it
+    with psycopg.connect(backend, autocommit=True) as connection:
         connection.execute("CREATE DATABASE mlflow_auth")
-    auth_database = postgres.rsplit("/", 1)[0] + "/mlflow_auth"
+    auth_database = backend.rsplit("/", 1)[0] + "/mlflow_auth"
     config = directory / "basic_auth.ini"
     config.write_text(
         "[mlflow]\n"
@@ -173,7 +200,7 @@ def team(postgres, tmp_path_factory) -> Iterator[Team]:  # noqa: F811
         "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
     )
     env = subprocess_env(
-        CHARMT_BACKEND=postgres,
+        CHARMT_BACKEND=backend,
         MLFLOW_AUTH_CONFIG_PATH=str(config),
         MLFLOW_AUTH_ADMIN_PASSWORD=ADMIN_PASSWORD,
         MLFLOW_FLASK_SERVER_SECRET_KEY="team-shared-flask-secret-key",
@@ -238,7 +265,7 @@ def team(postgres, tmp_path_factory) -> Iterator[Team]:  # noqa: F811
                     os.environ.pop(name, None)
                 else:
                     os.environ[name] = value
-        yield Team(uri, ca, backends, postgres, processes, experiment_id, directory)
+        yield Team(uri, ca, backends, backend, processes, experiment_id, directory)
     finally:
         for process in reversed(processes):
             stop(process)
@@ -415,7 +442,7 @@ def test_no_password_is_recorded_anywhere(team, promoted, monkeypatch, tmp_path)
         if path.is_file():
             places[str(path)] = path.read_bytes().decode("utf-8", errors="replace")
     # The whole tracking database and the user database, as text.
-    for database in ("mlflow", "mlflow_auth"):
+    for database in (team.database.rsplit("/", 1)[1], "mlflow_auth"):
         dump = subprocess.run(
             [
                 *(["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []),
@@ -515,3 +542,139 @@ def test_a_sweep_through_two_server_processes_completes_and_crowns_the_best(
     lines = (team.directory / "access.log").read_text().splitlines()[served_before:]
     upstreams = {line.split()[-1] for line in lines}
     assert {b.removeprefix("http://") for b in team.backends} <= upstreams
+
+
+SERVE_USER, SERVE_PASSWORD = "app", "app-Secret-6a2f9e"
+# docs/team.md's block for the served model, with this test's paths and ports.
+SERVE_NGINX_CONF = """\
+{user}
+worker_processes 1;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log;
+events {{ worker_connections 64; }}
+http {{
+    access_log {dir}/access.log;
+    client_body_temp_path {dir}/body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+    server {{
+        listen 127.0.0.1:{port} ssl;
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
+        auth_basic "charmt";
+        auth_basic_user_file {dir}/charmt.htpasswd;
+        location / {{ proxy_pass {backend}; }}
+    }}
+}}
+"""
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants (Linux /proc)."""
+    found, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        found.append(current)
+        for task in Path(f"/proc/{current}/task").glob("*"):
+            pending.extend(int(c) for c in (task / "children").read_text().split())
+    return found
+
+
+def test_the_champion_served_behind_nginx_with_a_password_and_tls(team, promoted, tmp_path):
+    # docs/team.md: the scoring server on 127.0.0.1 with telemetry off, downloading the
+    # champion through the proxy as the reader.
+    env = subprocess_env(**team.env("reader"))
+    with served(
+        f"models:/{MODEL_NAME}@champion", tmp_path / "serve.log", env=env, cwd=tmp_path
+    ) as server:
+        for pid in process_tree(server.process.pid):
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            assert b"MLFLOW_DISABLE_TELEMETRY=true" in environ, pid
+        directory = tmp_path / "nginx"
+        for name in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
+            (directory / name).mkdir(parents=True)
+        hashed = subprocess.run(
+            ["openssl", "passwd", "-apr1", SERVE_PASSWORD],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        ).stdout.strip()
+        (directory / "charmt.htpasswd").write_text(f"{SERVE_USER}:{hashed}\n")
+        port = free_port()
+        (directory / "nginx.conf").write_text(
+            SERVE_NGINX_CONF.format(
+                user="user root;" if os.geteuid() == 0 else "",
+                dir=directory,
+                port=port,
+                cert=team.directory / "server.pem",
+                key=team.directory / "server.key",
+                backend=server.url,
+            )
+        )
+        with open(directory / "nginx.out", "wb") as output:
+            nginx = subprocess.Popen(
+                [NGINX, "-c", str(directory / "nginx.conf"), "-g", "daemon off;"],
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        try:
+            url = f"https://127.0.0.1:{port}"
+            invocations = f"{url}/invocations"
+            body = {"inputs": ["abc"]}
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    anonymous = requests.post(
+                        invocations, json=body, verify=str(team.ca), timeout=30
+                    )
+                    break
+                except requests.ConnectionError:
+                    assert nginx.poll() is None, (directory / "error.log").read_text()
+                    assert time.monotonic() < deadline, "nginx did not answer"
+                    time.sleep(0.3)
+            assert anonymous.status_code == 401
+            wrong = requests.post(
+                invocations, json=body, auth=(SERVE_USER, "nope"), verify=str(team.ca), timeout=30
+            )
+            assert wrong.status_code == 401
+            right = requests.post(
+                invocations,
+                json=body,
+                auth=(SERVE_USER, SERVE_PASSWORD),
+                verify=str(team.ca),
+                timeout=60,
+            )
+            assert right.status_code == 200, right.text
+            predictions = right.json()["predictions"]
+            assert len(predictions) == 1 and isinstance(predictions[0], str), predictions
+
+            # bench/load.py through the proxy: a short load and the bad-request table.
+            sentences = tmp_path / "sentences.txt"
+            sentences.write_text("\n".join(p.source for p in reversal_pairs(50, 4)) + "\n")
+            out = tmp_path / "load.json"
+            load_env = subprocess_env(
+                CHARMT_LOAD_USER=SERVE_USER, CHARMT_LOAD_PASSWORD=SERVE_PASSWORD
+            )
+            done = subprocess.run(
+                [
+                    *(sys.executable, "bench/load.py", "--url", url, "--ca", str(team.ca)),
+                    *("--clients", "2", "--requests", "5", "--sentences", str(sentences)),
+                    *("--out", str(out)),
+                ],
+                cwd=PROJECT,
+                env=load_env,
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
+            assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+            report = json.loads(out.read_text())
+            assert report["load"]["requests"] == 10 and report["load"]["errors"] == 0, report
+            assert all(row["kept_serving"] for row in report["bad_requests"]), report
+            print(done.stdout)
+        finally:
+            stop(nginx)
