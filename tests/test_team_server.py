@@ -90,20 +90,27 @@ def make_certificates(directory: Path) -> tuple[Path, Path, Path]:
     return ca, cert, key
 
 
-NGINX_CONF = """\
+# What both nginx configurations of this module share: a root-run test's user, its files under
+# the test's directory, temp paths there too.
+NGINX_TOP = """\
 {user}
 worker_processes 1;
 pid {dir}/nginx.pid;
 error_log {dir}/error.log;
 events {{ worker_connections 256; }}
 http {{
-    log_format upstream '$status $request_method $upstream_addr';
-    access_log {dir}/access.log upstream;
     client_body_temp_path {dir}/body;
     proxy_temp_path {dir}/proxy;
     fastcgi_temp_path {dir}/fastcgi;
     uwsgi_temp_path {dir}/uwsgi;
     scgi_temp_path {dir}/scgi;
+"""
+
+NGINX_CONF = (
+    NGINX_TOP
+    + """\
+    log_format upstream '$status $request_method $upstream_addr';
+    access_log {dir}/access.log upstream;
     upstream mlflow {{
 {servers}
     }}
@@ -122,6 +129,7 @@ http {{
     }}
 }}
 """
+)
 
 
 @dataclass
@@ -255,16 +263,10 @@ def team(postgres, tmp_path_factory) -> Iterator[Team]:  # noqa: F811
             "MLFLOW_TRACKING_PASSWORD": ADMIN_PASSWORD,
             "MLFLOW_TRACKING_SERVER_CERT_PATH": str(ca),
         }
-        saved = {name: os.environ.get(name) for name in admin_env}
-        os.environ.update(admin_env)
-        try:
+        with pytest.MonkeyPatch.context() as admin:
+            for name, value in admin_env.items():
+                admin.setenv(name, value)
             experiment_id = set_up_team(uri)
-        finally:
-            for name, value in saved.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
         yield Team(uri, ca, backends, backend, processes, experiment_id, directory)
     finally:
         for process in reversed(processes):
@@ -546,19 +548,10 @@ def test_a_sweep_through_two_server_processes_completes_and_crowns_the_best(
 
 SERVE_USER, SERVE_PASSWORD = "app", "app-Secret-6a2f9e"
 # docs/team.md's block for the served model, with this test's paths and ports.
-SERVE_NGINX_CONF = """\
-{user}
-worker_processes 1;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log;
-events {{ worker_connections 64; }}
-http {{
+SERVE_NGINX_CONF = (
+    NGINX_TOP
+    + """\
     access_log {dir}/access.log;
-    client_body_temp_path {dir}/body;
-    proxy_temp_path {dir}/proxy;
-    fastcgi_temp_path {dir}/fastcgi;
-    uwsgi_temp_path {dir}/uwsgi;
-    scgi_temp_path {dir}/scgi;
     server {{
         listen 127.0.0.1:{port} ssl;
         ssl_certificate {cert};
@@ -569,6 +562,7 @@ http {{
     }}
 }}
 """
+)
 
 
 def process_tree(pid: int) -> list[int]:
