@@ -85,7 +85,7 @@ BAD = [
     ("evaluate", "evaluate", "beam_size", 4, "unknown evaluate params"),
     ("evaluate", "evaluate", "beam_width", 0, ">= 1"),
     ("evaluate", "evaluate", "length_alpha", -0.5, "[0, inf)"),
-    ("train", "model", "architecture", "transformer", "one of seed, attention"),
+    ("train", "model", "architecture", "lstm", "one of seed, attention, transformer"),
     ("train", "model", "bidirectional", True, "needs model.architecture: attention"),
     ("preprocess", "data", "num_samples", 0, "or null (or all)"),
     ("preprocess", "preprocess", "held_out_pairs", 0, "null or"),
@@ -149,14 +149,23 @@ def test_the_defaults_are_the_seeds():
         "latent_dim": 256,
         "batch_size": 64,
         "epochs": 100,
+        "optimizer": "rmsprop",
         "learning_rate": 0.001,
+        "schedule": "constant",
+        "warmup_steps": 1000,
         "decay": 0.0,
         "rho": 0.9,
         "momentum": 0.0,
-        "epsilon": 1e-07,
         "centered": False,
+        "beta_1": 0.9,
+        "beta_2": 0.999,
+        "weight_decay": 0.004,
+        "epsilon": 1e-07,
+        "label_smoothing": 0.0,
         "training_precision": "float32",
         "keep_best": True,
+        "select_by": "val_loss",
+        "select_every": 1,
         "early_stopping_patience": None,
         "sort_chunk_batches": 32,
         "seed": 42,
@@ -165,6 +174,12 @@ def test_the_defaults_are_the_seeds():
         "architecture": "seed",
         "attention": "dot",
         "bidirectional": False,
+        "dropout": 0.0,
+        "layers": 2,
+        "width": 128,
+        "heads": 4,
+        "feed_forward": 512,
+        "max_length": 256,
     }
 
 
@@ -190,10 +205,23 @@ def test_every_key_says_what_it_allows(name):
             "train",
             {"zeta": 1, "alpha": 2, "epochs": 0},
             "unknown train params ['alpha', 'zeta']: train.alpha = 2 is not a known key; "
-            "allowed: latent_dim, batch_size, epochs, learning_rate, decay, rho, momentum, "
-            "epsilon, centered, training_precision, keep_best, early_stopping_patience, "
-            "sort_chunk_batches, seed",
+            "allowed: latent_dim, batch_size, epochs, optimizer, learning_rate, schedule, "
+            "warmup_steps, decay, rho, momentum, centered, beta_1, beta_2, weight_decay, epsilon, "
+            "label_smoothing, training_precision, keep_best, select_by, select_every, "
+            "early_stopping_patience, sort_chunk_batches, seed",
         ),
+        ("train", {"select_by": "bleu"}, "train.select_by = 'bleu'; must be one of val_loss, chrf"),
+        (
+            "train",
+            {"schedule": "inverse_sqrt", "decay": 0.1},
+            "train.decay = 0.1 is the constant schedule's inverse-time decay",
+        ),
+        (
+            "model",
+            {"architecture": "transformer", "width": 100, "heads": 8},
+            "model.width = 100 must be a multiple of model.heads = 8",
+        ),
+        ("model", {"dropout": 1.0}, "model.dropout = 1.0; must be a finite number in [0, 1)"),
         ("tracking", {}, "tracking.experiment_name is missing; set it to a non-empty string"),
         (
             "tracking",

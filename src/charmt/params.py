@@ -34,9 +34,17 @@ from pydantic.fields import FieldInfo
 from charmt.errors import CharmtError
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
-ARCHITECTURES = ("seed", "attention")
+ARCHITECTURES = ("seed", "attention", "transformer")
 # Luong's dot score (keras.layers.Attention) or Bahdanau's additive one (AdditiveAttention).
 ATTENTION_SCORES = ("dot", "additive")
+OPTIMIZERS = ("rmsprop", "adam", "adamw")
+# constant: train.learning_rate throughout (with train.decay, Keras 2's inverse-time decay).
+# inverse_sqrt: linear warm-up to train.learning_rate over train.warmup_steps, then
+# learning_rate * sqrt(warmup_steps / step) (Vaswani et al. 2017).
+SCHEDULES = ("constant", "inverse_sqrt")
+# What picks the epoch that is kept (and stops early): the lowest val_loss, or the highest
+# greedy-decoding score on the validation sentences.
+SELECT_BY = ("val_loss", "chrf", "char_accuracy")
 
 
 @dataclass(frozen=True)
@@ -151,6 +159,18 @@ class ModelParams(Section):
     # attention only: a bidirectional encoder of latent_dim / 2 units each way, so its
     # concatenated states still fit the decoder's latent_dim.
     bidirectional: Flag = False
+    # The share of units dropped while training. LSTMs: on each LSTM's inputs, never on its
+    # recurrent state, so the fused cuDNN kernel stays usable. transformer: after the embeddings,
+    # each attention and each feed-forward block.
+    dropout: Fraction = 0.0
+    # transformer only: encoder layers (and as many decoder layers), model width, attention
+    # heads (width must divide by them), feed-forward width, and the most positions it learns:
+    # every training sentence (+1 for <start>/<end>) and every translation must fit.
+    layers: AtLeastOne = 2
+    width: AtLeastOne = 128
+    heads: AtLeastOne = 4
+    feed_forward: AtLeastOne = 512
+    max_length: AtLeastOne = 256
 
     @model_validator(mode="after")
     def _bidirectional_needs_attention(self) -> Self:
@@ -159,7 +179,24 @@ class ModelParams(Section):
                 f"model.bidirectional = True needs model.architecture: attention, not "
                 f"{self.architecture!r} (the seed's model is unidirectional)"
             )
+        if self.architecture == "transformer" and self.width % self.heads:
+            raise ValueError(
+                f"model.width = {self.width} must be a multiple of model.heads = {self.heads} "
+                "(each head gets width / heads dimensions)"
+            )
         return self
+
+    def relevant(self) -> ModelParams:
+        """The same architecture with the keys it does not use at their defaults, so that two
+        params that build the same network compare equal."""
+        defaults = ModelParams()
+        used = {"architecture", "dropout"} | {
+            "seed": set(),
+            "attention": {"attention", "bidirectional"},
+            "transformer": {"layers", "width", "heads", "feed_forward", "max_length"},
+        }[self.architecture]
+        fields = ModelParams.model_fields
+        return ModelParams(**{key: getattr(self if key in used else defaults, key) for key in fields})
 
     @classmethod
     def from_dict(cls, values: dict[str, Any] | None, path: str = "params.yaml") -> ModelParams:
@@ -174,20 +211,45 @@ class ModelParams(Section):
 class TrainParams(Section):
     """The ``train`` section of params.yaml; the defaults reproduce the seed."""
 
+    # The LSTMs' units (the transformer's width is model.width).
     latent_dim: AtLeastOne = 256
     batch_size: AtLeastOne = 64
     epochs: AtLeastOne = 100
+    optimizer: choice(OPTIMIZERS) = "rmsprop"
     learning_rate: Positive = 0.001
+    schedule: choice(SCHEDULES) = "constant"
+    warmup_steps: AtLeastOne = 1000
     decay: NonNegative = 0.0
+    # rmsprop only
     rho: Fraction = 0.9
     momentum: Fraction = 0.0
-    epsilon: Positive = 1e-07
     centered: Flag = False
+    # adam and adamw only; weight_decay: adamw only (decoupled, Loshchilov and Hutter 2019)
+    beta_1: Fraction = 0.9
+    beta_2: Fraction = 0.999
+    weight_decay: NonNegative = 0.004
+    epsilon: Positive = 1e-07
+    # Share of each target's probability spread over the other characters (0: plain
+    # cross-entropy). Its val_loss is not comparable with a run without it.
+    label_smoothing: Fraction = 0.0
     training_precision: choice(PRECISIONS) = "float32"
     keep_best: Flag = True
+    select_by: choice(SELECT_BY) = "val_loss"
+    # chrf / char_accuracy: decode the validation sentences every this many epochs (and at the
+    # last); the epochs between are not candidates.
+    select_every: AtLeastOne = 1
     early_stopping_patience: optional(AtLeastOne) = None
     sort_chunk_batches: AtLeastOne = 32
     seed: AtLeastZero = 42
+
+    @model_validator(mode="after")
+    def _one_schedule(self) -> Self:
+        if self.decay > 0 and self.schedule != "constant":
+            raise ValueError(
+                f"train.decay = {self.decay!r} is the constant schedule's inverse-time decay; "
+                f"with train.schedule: {self.schedule} set train.decay: 0"
+            )
+        return self
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], path: str = "params.yaml") -> TrainParams:
@@ -209,6 +271,8 @@ class EvaluateParams(Section):
 
 class TrackingParams(Section):
     experiment_name: Text
+    # MLflow's system metrics (CPU, memory; GPU with pynvml) in each training run, every 10 s.
+    system_metrics: Flag = True
 
 
 class RegistryParams(Section):
