@@ -195,8 +195,8 @@ class ModelParams(Section):
             "attention": {"attention", "bidirectional"},
             "transformer": {"layers", "width", "heads", "feed_forward", "max_length"},
         }[self.architecture]
-        fields = ModelParams.model_fields
-        return ModelParams(**{key: getattr(self if key in used else defaults, key) for key in fields})
+        values = {key: getattr(self if key in used else defaults, key) for key in self.model_fields}
+        return ModelParams(**values)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any] | None, path: str = "params.yaml") -> ModelParams:
