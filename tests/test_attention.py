@@ -107,11 +107,7 @@ def test_attention_model_learns_the_task(attention_trained, trained):
 def test_saved_directory_records_and_restores_the_architecture(attention_trained, tmp_path):
     translator, model_dir, held_out, architecture = attention_trained
     info = json.loads((model_dir / INFO_FILE).read_text())
-    assert info["architecture"] == {
-        "architecture": "attention",
-        "attention": architecture.attention,
-        "bidirectional": architecture.bidirectional,
-    }
+    assert ModelParams.from_dict(info["architecture"]) == architecture
     loaded = Translator.load(model_dir)
     assert architecture_of(loaded.model) == architecture
     sources = [p.source for p in held_out[:10]]
@@ -147,11 +143,7 @@ def test_seed_model_directory_without_architecture_still_loads(trained, tmp_path
     for path in trained.model_dir.iterdir():
         (copy / path.name).write_bytes(path.read_bytes())
     info = json.loads((copy / INFO_FILE).read_text())
-    assert info.pop("architecture") == {
-        "architecture": "seed",
-        "attention": "dot",
-        "bidirectional": False,
-    }
+    assert ModelParams.from_dict(info.pop("architecture")) == ModelParams()
     (copy / INFO_FILE).write_text(json.dumps(info))
     assert architecture_of(Translator.load(copy).model) == ModelParams()
 
@@ -181,11 +173,11 @@ def test_attention_model_compiles_and_counts_more_parameters():
 @pytest.mark.parametrize(
     ("values", "message"),
     [
-        ({"architecture": "transformer"}, "model.architecture"),
+        ({"architecture": "lstm"}, "model.architecture"),
         ({"architecture": "attention", "attention": "general"}, "model.attention"),
         ({"bidirectional": True}, "needs model.architecture: attention"),
         ({"architecture": "attention", "bidirectional": "yes"}, "true or false"),
-        ({"layers": 2}, "unknown model params"),
+        ({"depth": 2}, "unknown model params"),
         ("attention", "must be a mapping"),
     ],
 )

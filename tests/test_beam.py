@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from charmt.batches import pad
-from charmt.decoding import BeamDecoder, DecoderStep, GreedyDecoder
+from charmt.decoding import BeamDecoder, DecoderStep, GreedyDecoder, decoder_step
 from charmt.errors import CharmtError
 from charmt.evaluation import evaluate
 from charmt.model import ModelParams, build_model
@@ -25,10 +25,10 @@ def sources_of(trained, count=12):
 
 def log_probability(step: DecoderStep, encoder_ids: np.ndarray, output: list[int]) -> float:
     """Total log-probability of ``output`` (up to and including ``<end>``), step by step."""
-    state_h, state_c, memory = step.start(tf.constant(encoder_ids[None, :]))
+    state, memory = step.start(tf.constant(encoder_ids[None, :]))
     total, token = 0.0, START
-    for next_token in output:
-        probabilities, state_h, state_c = step(tf.constant([token]), state_h, state_c, memory)
+    for position, next_token in enumerate(output):
+        probabilities, state = step(tf.constant([token]), tf.constant(position), state, memory)
         total += float(np.log(probabilities[0, next_token]))
         token = next_token
         if next_token == END:
@@ -55,7 +55,7 @@ def test_reported_score_is_the_outputs_log_probability(trained):
     sources = sources_of(trained, 6)
     encoded = encode(translator, sources)
     ids, scores = BeamDecoder(translator.model, 4).search(pad(encoded), 20)
-    step = DecoderStep(translator.model)
+    step = decoder_step(translator.model)
     for row, score, source_ids in zip(ids, scores, encoded, strict=True):
         assert score == pytest.approx(log_probability(step, source_ids, until_end(row)), abs=1e-4)
 
@@ -85,24 +85,34 @@ def test_length_normalisation_only_changes_the_final_choice(trained):
 
 def all_outputs(step: DecoderStep, encoder_ids: np.ndarray, max_length: int) -> dict:
     """Every possible output of at most ``max_length`` ids with its log-probability."""
-    state_h, state_c, memory = step.start(tf.constant(encoder_ids[None, :]))
-    frontier = [((), 0.0, START, state_h, state_c)]
+    state, memory = step.start(tf.constant(encoder_ids[None, :]))
+    frontier = [((), 0.0, START, state)]
     complete = {}
     for position in range(max_length):
         grown = []
-        for output, score, token, state_h, state_c in frontier:
-            probabilities, new_h, new_c = step(tf.constant([token]), state_h, state_c, memory)
+        for output, score, token, state in frontier:
+            probabilities, new_state = step(
+                tf.constant([token]), tf.constant(position), state, memory
+            )
             for next_token, log_p in enumerate(np.log(np.asarray(probabilities[0]))):
                 item = ((*output, next_token), score + float(log_p))
                 if next_token == END or position == max_length - 1:
                     complete[item[0]] = item[1]
                 else:
-                    grown.append((*item, next_token, new_h, new_c))
+                    grown.append((*item, next_token, new_state))
         frontier = grown
     return complete
 
 
-@pytest.mark.parametrize("architecture", [ModelParams(), ModelParams(architecture="attention")])
+@pytest.mark.parametrize(
+    "architecture",
+    [
+        ModelParams(),
+        ModelParams(architecture="attention"),
+        ModelParams(architecture="transformer", layers=1, width=8, heads=2, feed_forward=16),
+    ],
+    ids=["seed", "attention", "transformer"],
+)
 def test_exhaustive_beam_finds_the_best_output_and_beats_greedy(architecture):
     """A beam as wide as every possible output is exhaustive search: with no length
     normalisation it must return the most probable output, which is at least as probable as the
@@ -114,7 +124,7 @@ def test_exhaustive_beam_finds_the_best_output_and_beats_greedy(architecture):
     kernel, bias = model.get_layer("next_char").get_weights()
     model.get_layer("next_char").set_weights([kernel * 4, bias])
     inputs = [np.array(ids, dtype=np.int32) for ids in ([4, 5], [6, 4, 5], [5, 5], [6, 6, 4, 5])]
-    step = DecoderStep(model)
+    step = decoder_step(model)
     greedy = GreedyDecoder(model)(pad(inputs), max_length)
     beam_ids, beam_scores = BeamDecoder(model, vocabulary**max_length, length_alpha=0.0).search(
         pad(inputs), max_length
@@ -130,7 +140,10 @@ def test_exhaustive_beam_finds_the_best_output_and_beats_greedy(architecture):
         greedy_score = outputs[tuple(until_end(greedy_row))]
         assert beam_score >= greedy_score - 1e-5
         gains.append(beam_score - greedy_score)
-    assert max(gains) > 1e-3, gains
+    # An untrained Transformer's next character hardly depends on its prefix (small embeddings
+    # under layer norms), so greedy is often already optimal there; the LSTMs show the gain.
+    if architecture.architecture != "transformer":
+        assert max(gains) > 1e-3, gains
 
 
 def test_beam_search_in_evaluate_and_translate(trained):

@@ -1,11 +1,13 @@
 """Decoding: from the encoder, emit characters until ``<end>``, greedily or by beam search.
 
-``GreedyDecoder`` advances a whole batch together inside one compiled ``tf.while_loop`` over the
-trained decoder cell (for the attention model, the cell plus attention over the encoder's
-outputs), stopping as soon as every row has emitted ``<end>`` or the length cap is hit.
-``BeamDecoder`` is the same loop over batch x beam rows. ``SeedStyleDecoder`` is the seed's way
-(one sentence, one ``predict`` call per character); it is kept as the reference that the batched
-loop must match exactly, and for the benchmark.
+``GreedyDecoder`` advances a whole batch together inside one compiled ``tf.while_loop`` over one
+decoder step of the trained model (``decoder_step``: the LSTM cell, plus attention over the
+encoder's outputs for the attention model; for the Transformer, its decoder layers on the new
+character with the prefix's keys and values cached), stopping as soon as every row has emitted
+``<end>`` or the length cap is hit. ``BeamDecoder`` is the same loop over batch x beam rows.
+``SeedStyleDecoder`` is the seed's way (one sentence, one ``predict`` call per character; for the
+Transformer, the whole model on the whole prefix each time); it is kept as the reference that the
+batched loops must match exactly, and for the benchmark.
 """
 
 from __future__ import annotations
@@ -15,17 +17,19 @@ import numpy as np
 import tensorflow as tf
 
 from charmt.model import architecture_of, decoder_step_model, encoder_model, output_head
+from charmt.transformer import TransformerStep, is_transformer
 from charmt.vocab import END, PAD, START
 
 _IDS = tf.TensorSpec(shape=(None, None), dtype=tf.int32)
 _LENGTH = tf.TensorSpec(shape=(), dtype=tf.int32)
 
 
-class DecoderStep:
-    """One decoder step for a batch of rows, with the trained layers of either architecture.
+class LSTMStep:
+    """One decoder step for a batch of rows, with the trained layers of an LSTM architecture.
 
-    ``memory`` is what the step attends over: (encoder outputs, encoder mask) for the attention
-    model, an empty tuple for the seed's, whose decoder sees the encoder only through its states.
+    ``state`` is the decoder cell's (h, c). ``memory`` is what the step attends over: (encoder
+    outputs, encoder mask) for the attention model, an empty tuple for the seed's, whose decoder
+    sees the encoder only through its states.
     """
 
     def __init__(self, model: keras.Model) -> None:
@@ -34,35 +38,53 @@ class DecoderStep:
         self.attention = architecture_of(model).architecture == "attention"
         self.cell = model.get_layer("decoder_lstm").cell
         self.vocabulary_size = model.get_layer("decoder_one_hot").input_dim
+        self.max_length: int | None = None  # an LSTM has no limit of positions
 
-    def start(self, encoder_ids: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tuple]:
-        """The decoder's initial states and the memory, for right-padded encoder ids."""
+    def start(self, encoder_ids: tf.Tensor) -> tuple[tuple, tuple]:
+        """The decoder's initial state and the memory, for right-padded encoder ids."""
         if not self.attention:
             state_h, state_c = self.encoder(encoder_ids, training=False)
-            return state_h, state_c, ()
+            return (state_h, state_c), ()
         state_h, state_c, encoder_outputs = self.encoder(encoder_ids, training=False)
-        return state_h, state_c, (encoder_outputs, tf.not_equal(encoder_ids, PAD))
+        return (state_h, state_c), (encoder_outputs, tf.not_equal(encoder_ids, PAD))
+
+    def state_shapes(self, state: tuple) -> tuple:
+        """``tf.while_loop`` shape invariants of the state: (rows, units), rows open."""
+        return tuple(tf.TensorShape([None, tensor.shape[-1]]) for tensor in state)
 
     def __call__(
-        self, token: tf.Tensor, state_h: tf.Tensor, state_c: tf.Tensor, memory: tuple
-    ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-        """(next-character probabilities (rows, vocabulary), h, c) after feeding ``token``."""
+        self, token: tf.Tensor, step: tf.Tensor, state: tuple, memory: tuple
+    ) -> tuple[tf.Tensor, tuple]:
+        """(next-character probabilities (rows, vocabulary), new state) after feeding ``token``
+        (``step``, its position, only matters to the Transformer)."""
         # tf.one_hot is the frozen identity embedding, without the mask it would attach.
         inputs = tf.one_hot(token, self.vocabulary_size, dtype=self.cell.compute_dtype)
-        output, (state_h, state_c) = self.cell(inputs, [state_h, state_c], training=False)
+        output, state = self.cell(inputs, list(state), training=False)
         if not self.attention:
-            return output_head(self.model, output), state_h, state_c
+            return output_head(self.model, output), tuple(state)
         # The head takes (rows, steps, latent): one step here.
         probabilities = output_head(self.model, output[:, None, :], *memory)
-        return probabilities[:, 0, :], state_h, state_c
+        return probabilities[:, 0, :], tuple(state)
+
+
+DecoderStep = LSTMStep | TransformerStep
+
+
+def decoder_step(model: keras.Model) -> DecoderStep:
+    """The one-step decoder of ``model``'s architecture."""
+    return TransformerStep(model) if is_transformer(model) else LSTMStep(model)
+
+
+def _capped(max_length: int, step: DecoderStep) -> int:
+    """At most as many steps as the model has positions (the Transformer's ``max_length``)."""
+    return max_length if step.max_length is None else min(max_length, step.max_length)
 
 
 class GreedyDecoder:
     """Batched greedy decoding with the layers of a trained model."""
 
     def __init__(self, model: keras.Model) -> None:
-        self._step = DecoderStep(model)
-        self.encoder = self._step.encoder
+        self._step = decoder_step(model)
         # One trace serves every batch size and length: the signature leaves both open.
         self._loop = tf.function(self._decode, input_signature=[_IDS, _LENGTH])
 
@@ -74,27 +96,37 @@ class GreedyDecoder:
         """
         if len(encoder_ids) == 0:
             return np.zeros((0, 0), dtype=np.int32)
+        max_length = _capped(max_length, self._step)
         return self._loop(tf.constant(encoder_ids, dtype=tf.int32), tf.constant(max_length)).numpy()
 
     def _decode(self, encoder_ids: tf.Tensor, max_length: tf.Tensor) -> tf.Tensor:
-        state_h, state_c, memory = self._step.start(encoder_ids)
+        state, memory = self._step.start(encoder_ids)
         batch = tf.shape(encoder_ids)[0]
         token = tf.fill([batch], START)
         done = tf.zeros([batch], dtype=tf.bool)
         outputs = tf.TensorArray(tf.int32, size=0, dynamic_size=True)
 
-        def keep_going(step, token, state_h, state_c, done, outputs):
+        def keep_going(step, token, state, done, outputs):
             return tf.logical_and(step < max_length, tf.logical_not(tf.reduce_all(done)))
 
-        def step_once(step, token, state_h, state_c, done, outputs):
-            probabilities, state_h, state_c = self._step(token, state_h, state_c, memory)
+        def step_once(step, token, state, done, outputs):
+            probabilities, state = self._step(token, step, state, memory)
             token = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
             token = tf.where(done, PAD, token)
             done = tf.logical_or(done, tf.equal(token, END))
-            return step + 1, token, state_h, state_c, done, outputs.write(step, token)
+            return step + 1, token, state, done, outputs.write(step, token)
 
         *_, outputs = tf.while_loop(
-            keep_going, step_once, (tf.constant(0), token, state_h, state_c, done, outputs)
+            keep_going,
+            step_once,
+            (tf.constant(0), token, state, done, outputs),
+            shape_invariants=(
+                tf.TensorShape([]),
+                tf.TensorShape([None]),
+                self._step.state_shapes(state),
+                tf.TensorShape([None]),
+                tf.TensorShape(None),
+            ),
         )
         return tf.transpose(outputs.stack())
 
@@ -120,7 +152,7 @@ class BeamDecoder:
     def __init__(self, model: keras.Model, beam_width: int, length_alpha: float = 1.0) -> None:
         if not isinstance(beam_width, int) or beam_width < 1:
             raise ValueError(f"beam_width must be a positive integer, got {beam_width!r}")
-        self._step = DecoderStep(model)
+        self._step = decoder_step(model)
         self.beam_width = beam_width
         self.length_alpha = float(length_alpha)
         self._loop = tf.function(self._search, input_signature=[_IDS, _LENGTH])
@@ -133,16 +165,17 @@ class BeamDecoder:
         """The best hypothesis per row and its total (not normalised) log-probability."""
         if len(encoder_ids) == 0:
             return np.zeros((0, 0), dtype=np.int32), np.zeros((0,), dtype=np.float32)
+        max_length = _capped(max_length, self._step)
         ids, scores = self._loop(tf.constant(encoder_ids, dtype=tf.int32), tf.constant(max_length))
         return ids.numpy(), scores.numpy()
 
     def _search(self, encoder_ids: tf.Tensor, max_length: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         width, vocabulary = self.beam_width, self._step.vocabulary_size
         batch = tf.shape(encoder_ids)[0]
-        state_h, state_c, memory = self._step.start(encoder_ids)
+        state, memory = self._step.start(encoder_ids)
         # Each sentence's rows sit together; the memory never moves between sentences, so it is
         # repeated once, and only the states follow the surviving hypotheses.
-        state_h, state_c = tf.repeat(state_h, width, axis=0), tf.repeat(state_c, width, axis=0)
+        state = tuple(tf.repeat(tensor, width, axis=0) for tensor in state)
         memory = tuple(tf.repeat(tensor, width, axis=0) for tensor in memory)
         # All hypotheses start equal: only the first is live, or the beam would fill with copies.
         scores = tf.tile(
@@ -155,12 +188,12 @@ class BeamDecoder:
         pad_only = tf.where(tf.range(vocabulary) == PAD, 0.0, -np.inf)
         offsets = tf.range(batch)[:, None] * width
 
-        def keep_going(step, token, state_h, state_c, scores, lengths, sequences):
+        def keep_going(step, token, state, scores, lengths, sequences):
             live = tf.logical_and(_unfinished(sequences), scores > -np.inf)
             return tf.logical_and(step < max_length, tf.reduce_any(live))
 
-        def step_once(step, token, state_h, state_c, scores, lengths, sequences):
-            probabilities, state_h, state_c = self._step(token, state_h, state_c, memory)
+        def step_once(step, token, state, scores, lengths, sequences):
+            probabilities, state = self._step(token, step, state, memory)
             log_probabilities = tf.reshape(
                 tf.math.log(tf.cast(probabilities, tf.float32)), [batch, width, vocabulary]
             )
@@ -170,7 +203,7 @@ class BeamDecoder:
             scores, best = tf.math.top_k(candidates, k=width)
             parent, token = best // vocabulary, best % vocabulary
             rows = tf.reshape(parent + offsets, [-1])
-            state_h, state_c = tf.gather(state_h, rows), tf.gather(state_c, rows)
+            state = tuple(tf.gather(tensor, rows) for tensor in state)
             was_finished = tf.gather(finished, parent, batch_dims=1)
             lengths = tf.gather(lengths, parent, batch_dims=1) + tf.cast(
                 tf.logical_not(was_finished), tf.int32
@@ -178,17 +211,16 @@ class BeamDecoder:
             sequences = tf.concat(
                 [tf.gather(sequences, parent, batch_dims=1), token[:, :, None]], axis=2
             )
-            return step + 1, tf.reshape(token, [-1]), state_h, state_c, scores, lengths, sequences
+            return step + 1, tf.reshape(token, [-1]), state, scores, lengths, sequences
 
-        _, _, _, _, scores, lengths, sequences = tf.while_loop(
+        _, _, _, scores, lengths, sequences = tf.while_loop(
             keep_going,
             step_once,
-            (tf.constant(0), token, state_h, state_c, scores, lengths, sequences),
+            (tf.constant(0), token, state, scores, lengths, sequences),
             shape_invariants=(
                 tf.TensorShape([]),
                 tf.TensorShape([None]),
-                state_h.shape,
-                state_c.shape,
+                self._step.state_shapes(state),
                 tf.TensorShape([None, width]),
                 tf.TensorShape([None, width]),
                 tf.TensorShape([None, width, None]),
@@ -216,10 +248,15 @@ class SeedStyleDecoder:
     """
 
     def __init__(self, model: keras.Model) -> None:
-        self.encoder, self.step = encoder_model(model), decoder_step_model(model)
+        self.model = model
+        self.transformer = is_transformer(model)
+        if not self.transformer:
+            self.encoder, self.step = encoder_model(model), decoder_step_model(model)
 
     def __call__(self, encoder_ids: np.ndarray, max_length: int) -> list[int]:
         """Output ids for one unpadded sentence, ending with ``<end>`` unless capped."""
+        if self.transformer:
+            return self._recompute_prefix(encoder_ids, max_length)
         state_h, state_c, *memory = self.encoder.predict(encoder_ids[None, :], verbose=0)
         if memory:
             memory.append(encoder_ids[None, :])
@@ -228,6 +265,18 @@ class SeedStyleDecoder:
             probabilities, state_h, state_c = self.step.predict(
                 [np.array([[token]], dtype=np.int32), state_h, state_c, *memory], verbose=0
             )
+            token = int(np.argmax(probabilities[0, -1]))
+            output.append(token)
+            if token == END:
+                break
+        return output
+
+    def _recompute_prefix(self, encoder_ids: np.ndarray, max_length: int) -> list[int]:
+        """The Transformer the seed's way: the whole model on the prefix so far, every step."""
+        output: list[int] = []
+        while len(output) < max_length:
+            prefix = np.array([[START, *output]], dtype=np.int32)
+            probabilities = self.model.predict([encoder_ids[None, :], prefix], verbose=0)
             token = int(np.argmax(probabilities[0, -1]))
             output.append(token)
             if token == END:

@@ -21,6 +21,7 @@ from keras import layers
 
 from charmt.errors import CharmtError
 from charmt.params import PRECISIONS, ModelParams
+from charmt.transformer import build_transformer_model, is_transformer, transformer_architecture
 from charmt.vocab import PAD
 
 
@@ -51,6 +52,10 @@ def build_model(
             f"train.training_precision must be one of {PRECISIONS}, got {precision!r}"
         )
     architecture = architecture or ModelParams()
+    if architecture.architecture == "transformer":
+        return build_transformer_model(
+            source_vocabulary_size, target_vocabulary_size, architecture, precision
+        )
     if architecture.architecture == "attention":
         return build_attention_model(
             source_vocabulary_size,
@@ -159,6 +164,8 @@ def attention_layer(score: str, precision: str) -> layers.Layer:
 
 def architecture_of(model: keras.Model) -> ModelParams:
     """The architecture a built (or loaded) model has, read from its layers."""
+    if is_transformer(model):
+        return transformer_architecture(model)
     names = {layer.name for layer in model.layers}
     if "attention" not in names:
         return ModelParams()
@@ -167,6 +174,22 @@ def architecture_of(model: keras.Model) -> ModelParams:
     )
     bidirectional = isinstance(model.get_layer("encoder_lstm"), layers.Bidirectional)
     return ModelParams(architecture="attention", attention=score, bidirectional=bidirectional)
+
+
+def vocabulary_sizes(model: keras.Model) -> tuple[int, int]:
+    """The (source, target) vocabulary sizes ``model`` was built for."""
+    if is_transformer(model):
+        names = ("encoder_embedding", "decoder_embedding")
+        source, target = (model.get_layer(name).vocabulary_size for name in names)
+        return source, target
+    return model.get_layer("encoder_one_hot").input_dim, model.get_layer(
+        "decoder_one_hot"
+    ).input_dim
+
+
+def max_positions(model: keras.Model) -> int | None:
+    """The longest sequence ``model`` can read or write (its learned positions); None: any."""
+    return transformer_architecture(model).max_length if is_transformer(model) else None
 
 
 def build_optimizer(

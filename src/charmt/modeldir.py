@@ -22,7 +22,7 @@ import keras
 
 from charmt.atomic import write_json
 from charmt.errors import CharmtError
-from charmt.model import ModelParams, architecture_of
+from charmt.model import ModelParams, architecture_of, vocabulary_sizes
 from charmt.vocab import VOCABULARIES_FILE, Vocabularies
 
 MODEL_FILE = "model.keras"
@@ -149,13 +149,10 @@ def _read_info(path: Path) -> dict:
 def _check_fit(model: keras.Model, vocabularies: Vocabularies, directory: Path) -> None:
     """The vocabularies must have the sizes the model was built for, or translations are garbage."""
     try:
-        sizes = {
-            "source": model.get_layer("encoder_one_hot").input_dim,
-            "target": model.get_layer("decoder_one_hot").input_dim,
-        }
+        sizes = dict(zip(("source", "target"), vocabulary_sizes(model), strict=True))
     except ValueError:
         raise CharmtError(
-            f"{directory / MODEL_FILE}: not a charmt model (no one-hot input layers); {RETRAIN}"
+            f"{directory / MODEL_FILE}: not a charmt model (no input layers of charmt); {RETRAIN}"
         ) from None
     for side, size in sizes.items():
         actual = getattr(vocabularies, side).size

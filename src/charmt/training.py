@@ -26,6 +26,7 @@ from charmt.data import Pair
 from charmt.errors import CharmtError
 from charmt.model import build_model, build_optimizer, compile_model
 from charmt.params import ModelParams, TrainParams
+from charmt.transformer import check_fits
 from charmt.vocab import Vocabularies
 
 __all__ = ["HISTORY_COLUMNS", "TrainParams", "TrainResult", "train_model"]
@@ -216,6 +217,12 @@ def train_model(
     if not validation_pairs:
         raise CharmtError(
             "the validation split is empty; set preprocess.validation_fraction above 0"
+        )
+    if architecture is not None and architecture.architecture == "transformer":
+        check_fits(
+            architecture,
+            max(len(p.source) for p in (*train_pairs, *validation_pairs)),
+            max(len(p.target) for p in (*train_pairs, *validation_pairs)),
         )
     keras.utils.set_random_seed(params.seed)
     model = build_model(

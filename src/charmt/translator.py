@@ -20,6 +20,7 @@ from charmt.batches import pad
 from charmt.data import Pair
 from charmt.decoding import BeamDecoder, GreedyDecoder
 from charmt.errors import CharmtError
+from charmt.model import max_positions
 from charmt.text import normalize
 from charmt.vocab import Vocabularies
 
@@ -103,12 +104,19 @@ class Translator:
         empty sentence gives an empty translation; a sentence longer than any in training is still
         decoded, with a warning, as quality drops there. A translation has at most
         ``output_cap(length_margin)`` characters: the longest training target plus
-        ``length_margin``.
+        ``length_margin`` (and no more than a Transformer has positions, which also cut a longer
+        input).
         """
         decoder = self.decoder(beam_width, length_alpha)
         sentences = [normalize(s) for s in sentences]
         self._warn_about_inputs(sentences)
-        encoded = [np.array(self.vocabularies.source.encode(s), dtype=np.int32) for s in sentences]
+        # A Transformer has no positions past its max_length: the rest of a longer sentence is cut
+        # (the warning above already says such sentences translate poorly).
+        positions = max_positions(self.model)
+        encoded = [
+            np.array(self.vocabularies.source.encode(s)[:positions], dtype=np.int32)
+            for s in sentences
+        ]
         max_length = self.output_cap(length_margin)
         translations = [""] * len(sentences)
         # Sorting by length keeps each batch's rows ending at about the same step.
@@ -123,12 +131,15 @@ class Translator:
         return translations
 
     def output_cap(self, length_margin: int = DEFAULT_LENGTH_MARGIN) -> int:
-        """The most characters a translation can have: longest training target + ``length_margin``.
+        """The most characters a translation can have: longest training target + ``length_margin``
+        (a Transformer: at most its ``model.max_length`` positions).
 
         Decoding runs at most this many steps; a row still going at the cap is cut there (the
         ``<end>`` it would emit next needs no step of its own).
         """
-        return self.max_target_length + length_margin
+        cap = self.max_target_length + length_margin
+        positions = max_positions(self.model)
+        return cap if positions is None else min(cap, positions)
 
     def _warn_about_inputs(self, sentences: Sequence[str]) -> None:
         per_sentence = [self.vocabularies.source.unknown_chars(s) for s in sentences]

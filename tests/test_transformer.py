@@ -1,0 +1,235 @@
+"""The Transformer: built, trained, resumed, decoded, saved and served like the LSTMs."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import assert_batched_decoding_matches_seed_style, reversal_pairs, subprocess_env
+
+from charmt import metrics
+from charmt.batches import pad
+from charmt.checkpoint import Checkpoints
+from charmt.cli import main as cli_main
+from charmt.data import Pair, build_vocabularies
+from charmt.decoding import BeamDecoder, GreedyDecoder, decoder_step
+from charmt.errors import CharmtError
+from charmt.model import ModelParams, architecture_of, build_model
+from charmt.modeldir import INFO_FILE
+from charmt.translator import Translator
+
+ARCHITECTURE = ModelParams(
+    architecture="transformer", layers=1, width=32, heads=4, feed_forward=64, max_length=32
+)
+
+
+def _params(**overrides):
+    from charmt.training import TrainParams
+
+    values = dict(batch_size=32, epochs=20, learning_rate=0.003, seed=3)
+    return TrainParams(**{**values, **overrides})
+
+
+@pytest.fixture(scope="module")
+def transformer_trained(tmp_path_factory):
+    """A small Transformer trained on the reversal task (as the seed's ``trained``)."""
+    from charmt.training import train_model
+
+    pairs = reversal_pairs(900, seed=1)
+    random.Random(2).shuffle(pairs)
+    held_out, validation, train = pairs[:60], pairs[60:160], pairs[160:]
+    vocabularies = build_vocabularies(train)
+    result = train_model(
+        train, validation, vocabularies, _params(), verbose=0, architecture=ARCHITECTURE
+    )
+    translator = Translator.from_training(result.model, vocabularies, train)
+    model_dir = tmp_path_factory.mktemp("transformer") / "models"
+    translator.save(model_dir)
+    return translator, model_dir, held_out
+
+
+def test_padding_changes_nothing(transformer_trained):
+    """More padding on either side leaves every real position's probabilities unchanged."""
+    translator, *_ = transformer_trained
+    model = translator.model
+    encoder_ids = np.array([[4, 5, 6, 7], [8, 9, 5, 0]], dtype=np.int32)
+    decoder_ids = np.array([[1, 4, 5, 6], [1, 7, 0, 0]], dtype=np.int32)
+    probabilities = model.predict([encoder_ids, decoder_ids], verbose=0)
+    padded = model.predict(
+        [np.pad(encoder_ids, ((0, 0), (0, 6))), np.pad(decoder_ids, ((0, 0), (0, 3)))], verbose=0
+    )
+    real = decoder_ids != 0
+    np.testing.assert_allclose(padded[:, :4][real], probabilities[real], rtol=1e-4, atol=1e-6)
+
+
+def test_cached_step_equals_the_training_model(transformer_trained):
+    """Feeding the target one character at a time through the KV-cached step gives the
+    teacher-forced model's probabilities at every position."""
+    translator, *_ = transformer_trained
+    model = translator.model
+    step = decoder_step(model)
+    encoder_ids = np.array([[4, 5, 6, 0], [7, 8, 9, 4]], dtype=np.int32)
+    decoder_ids = np.array([[1, 6, 5, 4, 3], [1, 4, 9, 8, 7]], dtype=np.int32)
+    full = model.predict([encoder_ids, decoder_ids], verbose=0)
+    state, memory = step.start(tf.constant(encoder_ids))
+    for position in range(decoder_ids.shape[1]):
+        probabilities, state = step(
+            tf.constant(decoder_ids[:, position]), tf.constant(position), state, memory
+        )
+        np.testing.assert_allclose(probabilities, full[:, position], rtol=1e-4, atol=1e-6)
+    assert state[0].shape[1] == decoder_ids.shape[1]  # the cache grew one step per call
+
+
+def test_batched_decoding_equals_recomputing_the_prefix_one_sentence_at_a_time(
+    transformer_trained,
+):
+    translator, _, held_out = transformer_trained
+    sources = [*sorted({p.source for p in held_out}, key=len)[::12], "abcdefghabc"]
+    assert_batched_decoding_matches_seed_style(translator, sources)
+
+
+def test_beam_width_one_is_greedy_and_batched_beam_is_per_sentence(transformer_trained):
+    translator, _, held_out = transformer_trained
+    encoded = [
+        np.array(translator.vocabularies.source.encode(p.source), dtype=np.int32)
+        for p in held_out[:8]
+    ]
+    greedy = GreedyDecoder(translator.model)(pad(encoded), 20)
+    np.testing.assert_array_equal(BeamDecoder(translator.model, 1)(pad(encoded), 20), greedy)
+    beam = BeamDecoder(translator.model, 3)
+    target = translator.vocabularies.target
+    for row, ids in zip(beam(pad(encoded), 20), encoded, strict=True):
+        (alone,) = beam(ids[None, :], 20)
+        assert target.decode(row) == target.decode(alone)
+
+
+def test_the_transformer_learns_the_task(transformer_trained):
+    """On words it never saw, it reverses well: positions, masks and attention are wired right."""
+    translator, _, held_out = transformer_trained
+    sources = [p.source for p in held_out]
+    accuracy = metrics.char_accuracy(translator.translate(sources), [[p.target] for p in held_out])
+    assert accuracy > 0.7, accuracy
+
+
+def test_saved_directory_records_and_restores_the_architecture(transformer_trained):
+    translator, model_dir, held_out = transformer_trained
+    info = json.loads((model_dir / INFO_FILE).read_text())
+    assert ModelParams.from_dict(info["architecture"]) == ARCHITECTURE
+    loaded = Translator.load(model_dir)
+    assert architecture_of(loaded.model) == ARCHITECTURE
+    sources = [p.source for p in held_out[:10]]
+    assert loaded.translate(sources) == translator.translate(sources)
+    assert loaded.translate(sources, beam_width=3) == translator.translate(sources, beam_width=3)
+
+
+def test_cli_translates_greedy_and_beam(transformer_trained, capsys):
+    translator, model_dir, held_out = transformer_trained
+    sources = [p.source for p in held_out[:4]]
+    cli_main(["translate", "--model", str(model_dir), *sources])
+    assert capsys.readouterr().out.splitlines() == translator.translate(sources)
+    cli_main(["translate", "--model", str(model_dir), "--beam-width", "3", *sources])
+    assert capsys.readouterr().out.splitlines() == translator.translate(sources, beam_width=3)
+
+
+def test_a_sentence_beyond_its_positions_is_cut_and_translations_stop_there(
+    transformer_trained, caplog
+):
+    translator, *_ = transformer_trained
+    assert translator.output_cap(1000) == ARCHITECTURE.max_length
+    long_source = "abcdefgh" * 10  # 80 characters, 32 positions
+    with caplog.at_level("WARNING"):
+        (translation,) = translator.translate([long_source], length_margin=1000)
+    assert "longer than the longest training sentence" in caplog.text
+    assert len(translation) <= ARCHITECTURE.max_length
+
+
+def test_training_data_longer_than_its_positions_is_a_clear_error():
+    from charmt.training import train_model
+
+    pairs = [Pair("abc", "cba"), Pair("a" * 40, "b" * 40)]
+    with pytest.raises(CharmtError, match=r"model.max_length = 32 .* at least 51"):
+        train_model(pairs, pairs, build_vocabularies(pairs), _params(), architecture=ARCHITECTURE)
+
+
+def test_width_must_divide_by_heads():
+    with pytest.raises(CharmtError, match=r"multiple of model\.heads"):
+        ModelParams.from_dict({"architecture": "transformer", "width": 30, "heads": 4})
+
+
+def test_more_layers_and_width_mean_more_parameters():
+    small = build_model(12, 14, architecture=ARCHITECTURE)
+    bigger = build_model(
+        12, 14, architecture=ARCHITECTURE.model_copy(update={"layers": 2, "width": 64})
+    )
+    assert bigger.count_params() > small.count_params()
+    assert architecture_of(bigger).layers == 2
+
+
+def test_an_interrupted_run_resumes_as_if_it_never_stopped(tmp_path):
+    from charmt.training import train_model
+
+    pairs = reversal_pairs(240, seed=11)
+    train, validation = pairs[:200], pairs[200:]
+    vocabularies = build_vocabularies(train)
+
+    def fit(checkpoints=None, interrupt_after=None):
+        def on_epoch(row):
+            if row["epoch"] == interrupt_after:
+                raise KeyboardInterrupt
+
+        return train_model(
+            train,
+            validation,
+            vocabularies,
+            _params(epochs=4, batch_size=16),
+            on_epoch=on_epoch,
+            verbose=0,
+            checkpoints=checkpoints,
+            checkpoint_extra={"run_id": "abc"},
+            architecture=ARCHITECTURE,
+        )
+
+    plain = fit()
+    with pytest.raises(KeyboardInterrupt):
+        fit(Checkpoints(tmp_path, "key"), interrupt_after=2)
+    resumed = fit(Checkpoints(tmp_path, "key"))
+    assert resumed.resumed_epochs == 2
+    for mine, theirs in zip(resumed.history, plain.history, strict=True):
+        assert mine["val_loss"] == pytest.approx(theirs["val_loss"], rel=1e-4)
+    for mine, theirs in zip(resumed.model.get_weights(), plain.model.get_weights(), strict=True):
+        np.testing.assert_allclose(mine, theirs, rtol=1e-4, atol=1e-5)
+
+
+def test_the_logged_translator_loads_and_predicts_in_a_fresh_process(transformer_trained, tmp_path):
+    from charmt import tracking
+
+    translator, model_dir, held_out = transformer_trained
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", store)
+        with tracking.start_run("charmt-test") as run:
+            tracking.log_trained_model(translator, model_dir)
+    sources = [p.source for p in held_out[:5]]
+    code = (
+        "import json, sys, mlflow\n"
+        f"model = mlflow.pyfunc.load_model('runs:/{run.info.run_id}/translator')\n"
+        "sources = json.loads(sys.argv[1])\n"
+        "print(json.dumps([list(model.predict(sources)),\n"
+        "                  list(model.predict(sources, params={'beam_width': 3}))]))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(sources)],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(MLFLOW_TRACKING_URI=store),
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    greedy, beam = json.loads(done.stdout.strip().splitlines()[-1])
+    assert greedy == translator.translate(sources)
+    assert beam == translator.translate(sources, beam_width=3)
