@@ -85,6 +85,37 @@ def test_resumed_run_matches_an_uninterrupted_one(task, uninterrupted, tmp_path,
         np.testing.assert_allclose(mine, theirs, rtol=1e-4, atol=1e-5)
 
 
+SCORED = dict(select_by="chrf", select_every=2)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_by_chrf(task, tmp_path_factory):
+    return _train(task, tmp_path_factory.mktemp("chrf"), checkpoints=False, **SCORED)[0]
+
+
+# After 3: resumed before a decoded epoch (4) with a best epoch already chosen by score (2).
+@pytest.mark.parametrize("interrupt_after", [1, 3])
+def test_a_run_selected_by_chrf_resumes_as_if_never_interrupted(
+    task, uninterrupted_by_chrf, tmp_path, interrupt_after
+):
+    with pytest.raises(KeyboardInterrupt):
+        _train(task, tmp_path, interrupt_after=interrupt_after, **SCORED)
+    resumed, seen = _train(task, tmp_path, **SCORED)
+    assert seen == list(range(interrupt_after + 1, PARAMS["epochs"] + 1))
+    plain = uninterrupted_by_chrf
+    assert [sorted(r) for r in resumed.history] == [sorted(r) for r in plain.history]
+    for mine, theirs in zip(resumed.history, plain.history, strict=True):
+        for key in ("loss", "val_loss", "val_chrf", "val_char_accuracy"):
+            if key in theirs:
+                assert mine[key] == pytest.approx(theirs[key], rel=1e-4), (mine, theirs)
+    assert [r["epoch"] for r in plain.history if "val_chrf" in r] == [2, 4, 5]
+    assert resumed.best_epoch == plain.best_epoch
+    assert resumed.summary["best_val_chrf"] == plain.summary["best_val_chrf"]
+    assert resumed.decode_seconds > 0
+    for mine, theirs in zip(resumed.model.get_weights(), plain.model.get_weights(), strict=True):
+        np.testing.assert_allclose(mine, theirs, rtol=1e-4, atol=1e-5)
+
+
 def test_early_stopping_state_survives_an_interrupt(task, tmp_path):
     # A learning rate this high makes val_loss stop improving early, so patience triggers.
     overrides = dict(epochs=12, learning_rate=0.3, early_stopping_patience=2)

@@ -57,3 +57,31 @@ def test_an_interrupt_while_the_models_are_logged_keeps_the_checkpoint(stage, mo
     steps = mlflow.MlflowClient().get_metric_history(completed.run_id, "loss")
     assert sorted(m.step for m in steps) == [1, 2, 3]
     assert not outputs.checkpoints.exists()
+
+
+def test_the_stage_selecting_by_chrf_writes_and_logs_the_scores_of_decoded_epochs(stage):
+    import csv
+    import json
+
+    params, prepared, outputs = stage
+    params["train"].update(select_by="chrf", select_every=2)
+    completed = run(params, prepared, outputs)
+
+    with outputs.history.open(newline="") as file:
+        rows = list(csv.DictReader(file))
+    # Epoch 2 (select_every) and 3 (the last) were decoded; epoch 1's cells are empty.
+    assert [bool(row["val_chrf"]) for row in rows] == [False, True, True]
+    assert [bool(row["val_char_accuracy"]) for row in rows] == [False, True, True]
+    summary = json.loads(outputs.metrics.read_text())
+    assert summary["selected_by"] == "chrf"
+    best = rows[summary["best_epoch"] - 1]
+    assert summary["best_epoch"] in (2, 3) and summary["kept_epoch"] == summary["best_epoch"]
+    assert summary["best_val_chrf"] == float(best["val_chrf"])
+    assert summary["best_val_chrf"] == max(float(row["val_chrf"]) for row in rows[1:])
+    assert summary["best_val_loss"] == float(best["val_loss"])
+
+    client = mlflow.MlflowClient()
+    steps = client.get_metric_history(completed.run_id, "val_chrf")
+    assert sorted(m.step for m in steps) == [2, 3]
+    logged = mlflow.get_run(completed.run_id).data.metrics
+    assert logged["best_val_chrf"] == summary["best_val_chrf"]

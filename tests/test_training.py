@@ -21,7 +21,9 @@ from charmt.training import (
 def test_validation_loss_falls_and_held_out_words_are_reversed(trained):
     history = trained.result.history
     assert [row["epoch"] for row in history] == list(range(1, len(history) + 1))
-    assert all(set(row) == set(HISTORY_COLUMNS) for row in history)
+    # The default (select_by val_loss) decodes nothing: no row has the translation scores.
+    decoded = {"val_chrf", "val_char_accuracy", "val_decode_seconds"}
+    assert all(set(row) == set(HISTORY_COLUMNS) - decoded for row in history)
     assert min(row["val_loss"] for row in history) < 0.3 * history[0]["val_loss"]
 
     outputs = trained.translator.translate([p.source for p in trained.held_out])
@@ -35,6 +37,10 @@ def test_summary_reports_the_best_epoch(trained):
     best = min(trained.result.history, key=lambda row: row["val_loss"])
     assert summary["best_epoch"] == best["epoch"]
     assert summary["best_val_loss"] == best["val_loss"]
+    assert summary["selected_by"] == "val_loss"
+    assert summary["kept_epoch"] == best["epoch"]
+    assert summary["validation_decode_seconds"] == 0
+    assert "best_val_chrf" not in summary and "best_val_char_accuracy" not in summary
     assert summary["final_val_loss"] == trained.result.history[-1]["val_loss"]
     assert summary["epochs_run"] == 25
     assert summary["samples_per_second"] > 0
