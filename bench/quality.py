@@ -1,8 +1,11 @@
-"""Quality for training time: the seed's model and the attention model, on 10,000 pairs and on the
-whole file, each decoded greedily and by beam search, all scored on the same test sentences.
+"""Quality for training time: the seed's model, the attention model and the Transformer, on 10,000
+pairs and on the whole file, each decoded greedily and by beam search, all scored on the same test
+sentences.
 
     python bench/quality.py --label "quiet machine"     # the full table: hours on a 2-core machine
     python bench/quality.py --configs attention-all-pairs --budget-minutes 50   # one profile
+    python bench/quality.py --configs transformer-all-pairs --epochs 15 --curve-every 1 \
+        --add-to bench/results/quality-2026-11-29.json --label "..."   # rows join a table
     python bench/quality.py --all-pairs 2000 --base-pairs 1000 --epochs 2 --latent-dim 32 \\
         --label smoke --out /tmp/quality          # a smoke test of the script: minutes
 
@@ -11,7 +14,9 @@ the other rows stop early (--patience) and keep the best epoch. --budget-minutes
 training after the first epoch that brings its training time past the budget (the epochs it ran
 are reported, so the row is reproducible as `-S train.epochs=N`). Every --curve-every epochs the
 test sentences are decoded greedily with the weights of that moment, which gives the curve of
-quality against training time (selection still uses val_loss only).
+quality against training time. The LSTM rows keep the epoch of the lowest val_loss; the Transformer
+rows are the profiles of docs/models.md (``PROFILES``: the same params as their `dvc exp run`
+lines), which keep the epoch of the best validation chrF.
 
 The test split is the one of the first --base-pairs pairs (preprocess.held_out_pairs): larger
 profiles keep those sentences out of training and score on exactly them, with the same references;
@@ -40,13 +45,47 @@ HERE = Path(__file__).resolve().parent
 WORK = HERE / "work"
 RESULTS = HERE / "results"
 PREPROCESS = {"validation_fraction": 0.1, "test_fraction": 0.1, "seed": 42}
-# name -> (all pairs?, model params, early stopping?)
-CONFIGURATIONS = {
-    "seed": (False, {"architecture": "seed"}, False),
-    "attention": (False, {"architecture": "attention"}, True),
-    "attention-all-pairs": (True, {"architecture": "attention"}, True),
-    "seed-all-pairs": (True, {"architecture": "seed"}, True),
+# The Transformer profiles of docs/models.md, as params.yaml keys: the README's `dvc exp run -S`
+# lines set exactly these (tests/test_docs.py checks), so a row here is a measurement of the line.
+TRANSFORMER = {
+    "model.architecture": "transformer",
+    "model.layers": 2,
+    "model.width": 128,
+    "model.heads": 4,
+    "model.feed_forward": 512,
+    "model.dropout": 0.1,
+    "train.optimizer": "adam",
+    "train.beta_2": 0.98,
+    "train.learning_rate": 0.002,
+    "train.schedule": "inverse_sqrt",
+    "train.warmup_steps": 1000,
+    "train.label_smoothing": 0.1,
+    "train.select_by": "chrf",
 }
+PROFILES = {
+    "quick": {**TRANSFORMER, "data.num_samples": None, "train.epochs": 2},
+    "quality": {**TRANSFORMER, "data.num_samples": None, "train.epochs": 15},
+}
+# name -> (all pairs?, params.yaml keys, early stopping?)
+CONFIGURATIONS = {
+    "seed": (False, {"model.architecture": "seed"}, False),
+    "attention": (False, {"model.architecture": "attention"}, True),
+    "attention-all-pairs": (True, {"model.architecture": "attention"}, True),
+    "seed-all-pairs": (True, {"model.architecture": "seed"}, True),
+    "transformer": (False, TRANSFORMER, True),
+    # The quality profile; its first two epochs are the quick profile (the schedule does not
+    # depend on train.epochs, so they are the same weights), scored in the curve.
+    "transformer-all-pairs": (True, PROFILES["quality"], False),
+}
+
+
+def sections(keys: dict) -> tuple[dict, dict]:
+    """The (model, train) sections of params.yaml keys; data.* keys are the row's data."""
+    model = {k.split(".", 1)[1]: v for k, v in keys.items() if k.startswith("model.")}
+    train = {k.split(".", 1)[1]: v for k, v in keys.items() if k.startswith("train.")}
+    return model, train
+
+
 METRICS = ("exact_match", "char_accuracy", "bleu", "chrf")
 
 
@@ -147,7 +186,7 @@ def worker(
     )
     translator = Translator.from_training(result.model, vocabularies, splits["train"])
     # Kept for a closer look (charmt translate --model <it>); bench/work is git-ignored.
-    saved = WORK / f"translator-{model['architecture']}-{num_samples or 'all'}"
+    saved = WORK / f"translator-{model.get('architecture', 'seed')}-{num_samples or 'all'}"
     shutil.rmtree(saved, ignore_errors=True)
     translator.save(saved)
     evaluations = {}
@@ -253,20 +292,26 @@ def main() -> None:
         # alike; each row keeps its own budget and date.
         json_path = args.add_to
         results = json.loads(json_path.read_text())
-        earlier = {k: v for k, v in results["setup"].items() if k in setup}
-        if earlier != setup:
+        # Training settings are each row's own (it records them); data and decoding are shared.
+        shared = ("data", "base_pairs", "all_pairs", "beam_width")
+        earlier = {k: v for k, v in results["setup"].items() if k in shared}
+        if earlier != {k: setup[k] for k in shared}:
             sys.exit(f"{json_path} was set up otherwise: {earlier}, not {setup}")
         results["label"] += f"; then {' '.join(args.configs)} on {date[:10]}: {args.label}"
     began -= results.get("benchmark_seconds", 0)
     json_path.parent.mkdir(parents=True, exist_ok=True)
     for name in args.configs:
-        all_pairs, model, early_stopping = CONFIGURATIONS[name]
+        all_pairs, keys, early_stopping = CONFIGURATIONS[name]
         print(f"{name} ...", file=sys.stderr, flush=True)
+        model, profile = sections(keys)
+        # Every row but the default profile's (which runs all its epochs) stops at the budget.
+        budget = args.budget_minutes if name != "seed" else None
         train = {
             "epochs": args.epochs,
             "early_stopping_patience": args.patience if early_stopping else None,
             "keep_best": True,
             "latent_dim": args.latent_dim,
+            **profile,
         }
         row = run_worker(
             raw=raw,
@@ -276,15 +321,14 @@ def main() -> None:
             train=train,
             beam_widths=[1, args.beam_width],
             curve_every=args.curve_every,
-            budget_seconds=args.budget_minutes * 60
-            if args.budget_minutes and early_stopping
-            else None,
+            budget_seconds=budget * 60 if budget else None,
         )
-        budget = args.budget_minutes if early_stopping else None
         results["configurations"][name] = {
             "model": model,
             "date": date,
             "budget_minutes": budget,
+            "curve_every": args.curve_every,
+            "label": args.label,
             **row,
         }
         test_splits = {r["test_split_sha256"] for r in results["configurations"].values()}
@@ -307,10 +351,13 @@ def markdown(r: dict) -> str:
         "",
         f"Data: {Path(s['data']).name}; test split of the first {s['base_pairs']} pairs for every "
         f"row (sha256 {s['test_split_sha256'][:12]}); all pairs = {s['all_pairs']}. Training: "
-        f"latent {s['latent_dim']}, the best epoch (lowest val_loss) kept; `seed` runs all "
-        f"{s['epochs']} epochs (the pipeline's default profile), the other rows at most "
+        f"LSTMs latent {s['latent_dim']}, the best epoch (lowest val_loss) kept; `seed` runs all "
+        f"{s['epochs']} epochs (the pipeline's default profile), the other LSTM rows at most "
         f"{s['epochs']} with early stopping patience {s['patience']} and a training-time budget "
-        "(stopped by). "
+        "(stopped by). Transformer rows: the profiles of docs/models.md (width 128, 2+2 layers, "
+        "Adam with warm-up, label smoothing 0.1), the epoch of the best validation chrF kept; "
+        "`transformer-all-pairs` is the quality profile, `transformer` the same on 10,000 pairs "
+        "with early stopping. "
         "train min = time spent training (validation excluded), summed over the epochs run.",
         "",
         "| configuration | train pairs | decoding | exact_match | char_accuracy | BLEU | chrF | "
@@ -332,8 +379,9 @@ def markdown(r: dict) -> str:
             "",
             "## Quality against training time",
             "",
-            f"Greedy decoding of the same test sentences every {s['curve_every']} epochs, with "
-            "the weights of that epoch (not the best so far).",
+            "Greedy decoding of the same test sentences every few epochs (LSTM rows: every "
+            f"{s['curve_every']}; Transformer rows: every epoch), with the weights of that epoch "
+            "(not the best so far).",
             "",
             "| configuration | epoch | train min | val_loss | exact_match | char_accuracy | BLEU "
             "| chrF |",
