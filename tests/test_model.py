@@ -6,17 +6,16 @@ import pytest
 from charmt.errors import CharmtError
 from charmt.model import (
     build_model,
-    build_optimizer,
-    compile_model,
     decoder_step_model,
     encoder_model,
 )
+from charmt.optimization import compile_model
 
 
 @pytest.fixture(scope="module")
 def model():
     model = build_model(12, 14, latent_dim=16)
-    compile_model(model, build_optimizer())
+    compile_model(model)
     return model
 
 
@@ -67,13 +66,6 @@ def test_inference_models_share_the_trained_layers(model):
     probabilities, _, _ = step.predict([start, *states], verbose=0)
     full = model.predict([encoder_ids, start], verbose=0)
     np.testing.assert_allclose(probabilities, full, rtol=1e-5, atol=1e-7)
-
-
-def test_decay_is_keras2_inverse_time_decay():
-    schedule = build_optimizer(learning_rate=0.01, decay=0.5)._learning_rate
-    for step in (0, 1, 10):
-        assert float(schedule(step)) == pytest.approx(0.01 / (1 + 0.5 * step))
-    assert float(build_optimizer(learning_rate=0.01).learning_rate) == pytest.approx(0.01)
 
 
 def test_unknown_precision_is_a_clear_error():

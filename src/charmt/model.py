@@ -169,40 +169,6 @@ def architecture_of(model: keras.Model) -> ModelParams:
     return ModelParams(architecture="attention", attention=score, bidirectional=bidirectional)
 
 
-def build_optimizer(
-    learning_rate: float = 0.001,
-    decay: float = 0.0,
-    rho: float = 0.9,
-    momentum: float = 0.0,
-    epsilon: float = 1e-07,
-    centered: bool = False,
-) -> keras.optimizers.RMSprop:
-    """RMSprop with the seed's hyperparameters.
-
-    ``decay`` is Keras 2's per-step inverse-time decay, ``lr / (1 + decay * step)``; Keras 3 dropped
-    the argument, and ``InverseTimeDecay`` with ``decay_steps=1`` is the same schedule.
-    """
-    if decay < 0:
-        raise CharmtError(f"train.decay must be >= 0, got {decay}")
-    schedule: float | keras.optimizers.schedules.LearningRateSchedule = learning_rate
-    if decay > 0:
-        schedule = keras.optimizers.schedules.InverseTimeDecay(
-            initial_learning_rate=learning_rate, decay_steps=1, decay_rate=decay
-        )
-    return keras.optimizers.RMSprop(
-        learning_rate=schedule, rho=rho, momentum=momentum, epsilon=epsilon, centered=centered
-    )
-
-
-def compile_model(model: keras.Model, optimizer: keras.optimizers.Optimizer) -> None:
-    """Sparse cross-entropy and accuracy; the output's mask limits both to real characters."""
-    model.compile(
-        optimizer=optimizer,
-        loss="sparse_categorical_crossentropy",
-        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-    )
-
-
 # --- inference: the trained layers, rewired ---------------------------------------------------
 
 
