@@ -59,8 +59,11 @@ def build_model(
             precision,
             architecture.attention,
             architecture.bidirectional,
+            architecture.dropout,
         )
-    return build_seed_model(source_vocabulary_size, target_vocabulary_size, latent_dim, precision)
+    return build_seed_model(
+        source_vocabulary_size, target_vocabulary_size, latent_dim, precision, architecture.dropout
+    )
 
 
 def build_seed_model(
@@ -68,14 +71,16 @@ def build_seed_model(
     target_vocabulary_size: int,
     latent_dim: int = 256,
     precision: str = "float32",
+    dropout: float = 0.0,
 ) -> keras.Model:
     """The seed's model. The LSTMs keep Keras' default activations and no recurrent dropout,
-    which lets Keras use the fused cuDNN kernel on a GPU."""
+    which lets Keras use the fused cuDNN kernel on a GPU; ``dropout`` drops a share of each
+    LSTM's inputs while training (0: the seed's)."""
     # Encoder: reads the English characters and keeps only its final states.
     encoder_ids = keras.Input(shape=(None,), dtype="int32", name="encoder_ids")
     encoder_inputs = one_hot(source_vocabulary_size, "encoder_one_hot", precision)(encoder_ids)
     _, state_h, state_c = layers.LSTM(
-        latent_dim, return_state=True, name="encoder_lstm", dtype=precision
+        latent_dim, return_state=True, dropout=dropout, name="encoder_lstm", dtype=precision
     )(encoder_inputs)
 
     # Decoder: starts from the encoder's states and, fed the French text shifted one step
@@ -83,7 +88,12 @@ def build_seed_model(
     decoder_ids = keras.Input(shape=(None,), dtype="int32", name="decoder_ids")
     decoder_inputs = one_hot(target_vocabulary_size, "decoder_one_hot", precision)(decoder_ids)
     decoder_outputs, _, _ = layers.LSTM(
-        latent_dim, return_sequences=True, return_state=True, name="decoder_lstm", dtype=precision
+        latent_dim,
+        return_sequences=True,
+        return_state=True,
+        dropout=dropout,
+        name="decoder_lstm",
+        dtype=precision,
     )(decoder_inputs, initial_state=[state_h, state_c])
     # Softmax in float32 even under mixed precision, for a numerically sound loss.
     next_char = layers.Dense(
@@ -100,9 +110,11 @@ def build_attention_model(
     precision: str = "float32",
     score: str = "dot",
     bidirectional: bool = False,
+    dropout: float = 0.0,
 ) -> keras.Model:
     """The seed's LSTMs with attention over the encoder's outputs (Luong et al. 2015, without
-    input feeding, so one decoder step is still the plain LSTM cell plus the layers after it)."""
+    input feeding, so one decoder step is still the plain LSTM cell plus the layers after it).
+    ``dropout``: on each LSTM's inputs while training, as in the seed's model."""
     if bidirectional and latent_dim % 2:
         raise CharmtError(
             f"model.bidirectional needs an even train.latent_dim (half each way), got {latent_dim}"
@@ -112,7 +124,13 @@ def build_attention_model(
     encoder_inputs = one_hot(source_vocabulary_size, "encoder_one_hot", precision)(encoder_ids)
     if bidirectional:
         encoder_outputs, forward_h, forward_c, backward_h, backward_c = layers.Bidirectional(
-            layers.LSTM(latent_dim // 2, return_sequences=True, return_state=True, dtype=precision),
+            layers.LSTM(
+                latent_dim // 2,
+                return_sequences=True,
+                return_state=True,
+                dropout=dropout,
+                dtype=precision,
+            ),
             name="encoder_lstm",
             dtype=precision,
         )(encoder_inputs)
@@ -123,6 +141,7 @@ def build_attention_model(
             latent_dim,
             return_sequences=True,
             return_state=True,
+            dropout=dropout,
             name="encoder_lstm",
             dtype=precision,
         )(encoder_inputs)
@@ -131,7 +150,12 @@ def build_attention_model(
     decoder_ids = keras.Input(shape=(None,), dtype="int32", name="decoder_ids")
     decoder_inputs = one_hot(target_vocabulary_size, "decoder_one_hot", precision)(decoder_ids)
     decoder_outputs, _, _ = layers.LSTM(
-        latent_dim, return_sequences=True, return_state=True, name="decoder_lstm", dtype=precision
+        latent_dim,
+        return_sequences=True,
+        return_state=True,
+        dropout=dropout,
+        name="decoder_lstm",
+        dtype=precision,
     )(decoder_inputs, initial_state=[state_h, state_c])
 
     # Attention: each decoder output weighs the encoder's outputs. Keras passes both masks on, so
@@ -160,13 +184,17 @@ def attention_layer(score: str, precision: str) -> layers.Layer:
 def architecture_of(model: keras.Model) -> ModelParams:
     """The architecture a built (or loaded) model has, read from its layers."""
     names = {layer.name for layer in model.layers}
+    # Every LSTM gets the same input dropout; the decoder's is always a plain LSTM.
+    dropout = float(model.get_layer("decoder_lstm").dropout)
     if "attention" not in names:
-        return ModelParams()
+        return ModelParams(dropout=dropout)
     score = (
         "additive" if isinstance(model.get_layer("attention"), layers.AdditiveAttention) else "dot"
     )
     bidirectional = isinstance(model.get_layer("encoder_lstm"), layers.Bidirectional)
-    return ModelParams(architecture="attention", attention=score, bidirectional=bidirectional)
+    return ModelParams(
+        architecture="attention", attention=score, bidirectional=bidirectional, dropout=dropout
+    )
 
 
 # --- inference: the trained layers, rewired ---------------------------------------------------
