@@ -115,7 +115,7 @@ def worker_seed(data: str, num_samples: int, epochs: int) -> dict:
 
     from bench.seed import SeedData, build_seed_model, seed_decode
     from charmt.data import group_references
-    from charmt.training import optimizer_for
+    from charmt.optimization import build_optimizer
 
     _, params = _defaults()
     splits = _splits(data, num_samples)
@@ -126,7 +126,7 @@ def worker_seed(data: str, num_samples: int, epochs: int) -> dict:
     x_train = seed_data.arrays(train)
     x_validation = seed_data.arrays(validation)
     keras.utils.set_random_seed(params.seed)
-    model = build_seed_model(seed_data, params.latent_dim, optimizer_for(params))
+    model = build_seed_model(seed_data, params.latent_dim, build_optimizer(params))
 
     class TrainTime(keras.callbacks.Callback):
         def __init__(self) -> None:

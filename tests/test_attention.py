@@ -17,12 +17,11 @@ from charmt.model import (
     ModelParams,
     architecture_of,
     build_model,
-    build_optimizer,
-    compile_model,
     decoder_step_model,
     encoder_model,
 )
 from charmt.modeldir import INFO_FILE
+from charmt.optimization import compile_model
 from charmt.translator import Translator
 
 ARCHITECTURES = {
@@ -166,7 +165,7 @@ def test_the_seed_architecture_is_the_seed_model():
 def test_attention_model_compiles_and_counts_more_parameters():
     seed = build_model(12, 14, 16)
     attention = build_model(12, 14, 16, architecture=ModelParams(architecture="attention"))
-    compile_model(attention, build_optimizer())
+    compile_model(attention)
     assert attention.count_params() > seed.count_params()
 
 

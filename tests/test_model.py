@@ -1,22 +1,29 @@
-"""The model: masked padding, the seed's optimiser, the inference models sharing its layers."""
+"""The model: masked padding, the inference models sharing its layers, input dropout."""
 
 import numpy as np
 import pytest
+from conftest import reversal_pairs
+from keras import layers
 
+from charmt.data import build_vocabularies
 from charmt.errors import CharmtError
 from charmt.model import (
+    ModelParams,
+    architecture_of,
     build_model,
-    build_optimizer,
-    compile_model,
     decoder_step_model,
     encoder_model,
 )
+from charmt.optimization import compile_model
+from charmt.params import TrainParams
+from charmt.training import train_model
+from charmt.translator import Translator
 
 
 @pytest.fixture(scope="module")
 def model():
     model = build_model(12, 14, latent_dim=16)
-    compile_model(model, build_optimizer())
+    compile_model(model)
     return model
 
 
@@ -69,13 +76,62 @@ def test_inference_models_share_the_trained_layers(model):
     np.testing.assert_allclose(probabilities, full, rtol=1e-5, atol=1e-7)
 
 
-def test_decay_is_keras2_inverse_time_decay():
-    schedule = build_optimizer(learning_rate=0.01, decay=0.5)._learning_rate
-    for step in (0, 1, 10):
-        assert float(schedule(step)) == pytest.approx(0.01 / (1 + 0.5 * step))
-    assert float(build_optimizer(learning_rate=0.01).learning_rate) == pytest.approx(0.01)
-
-
 def test_unknown_precision_is_a_clear_error():
     with pytest.raises(CharmtError, match="training_precision"):
         build_model(5, 5, 4, precision="float8")
+
+
+DROPOUT = {
+    "seed": ModelParams(dropout=0.3),
+    "attention": ModelParams(architecture="attention", dropout=0.3),
+    "attention-bidirectional": ModelParams(
+        architecture="attention", bidirectional=True, dropout=0.3
+    ),
+}
+
+
+def _lstms(model):
+    for layer in model.layers:
+        if isinstance(layer, layers.Bidirectional):
+            yield layer.forward_layer
+            yield layer.backward_layer
+        elif isinstance(layer, layers.LSTM):
+            yield layer
+
+
+@pytest.mark.parametrize("architecture", DROPOUT.values(), ids=DROPOUT.keys())
+def test_dropout_is_on_each_lstms_inputs_only_and_read_back(architecture):
+    model = build_model(12, 14, latent_dim=16, architecture=architecture)
+    lstms = list(_lstms(model))
+    assert len(lstms) == (3 if architecture.bidirectional else 2)
+    # recurrent_dropout 0 keeps the fused cuDNN kernel usable on a GPU.
+    assert all((lstm.dropout, lstm.recurrent_dropout) == (0.3, 0) for lstm in lstms)
+    assert architecture_of(model) == architecture
+    assert architecture_of(build_model(12, 14, latent_dim=16)).dropout == 0
+
+    encoder_ids = np.array([[4, 5, 6, 7]], dtype=np.int32)
+    decoder_ids = np.array([[1, 4, 5, 6]], dtype=np.int32)
+    inference = [np.asarray(model([encoder_ids, decoder_ids])) for _ in range(2)]
+    training = np.asarray(model([encoder_ids, decoder_ids], training=True))
+    np.testing.assert_array_equal(inference[0], inference[1])
+    assert not np.allclose(training, inference[0])
+
+
+def test_a_model_trained_with_dropout_saves_and_translates_without_it(tmp_path):
+    pairs = reversal_pairs(120, seed=2)
+    train, validation = pairs[20:], pairs[:20]
+    vocabularies = build_vocabularies(train)
+    architecture = ModelParams(architecture="attention", dropout=0.5)
+    params = TrainParams(latent_dim=16, batch_size=16, epochs=2, seed=1)
+    result = train_model(
+        train, validation, vocabularies, params, verbose=0, architecture=architecture
+    )
+    translator = Translator.from_training(result.model, vocabularies, train)
+    translator.save(tmp_path / "model")
+    loaded = Translator.load(tmp_path / "model")  # checks model.json against the layers
+    assert architecture_of(loaded.model) == architecture
+    sources = [p.source for p in validation]
+    # Decoding runs the cells with training=False: no dropout, the same output every time.
+    assert (
+        loaded.translate(sources) == translator.translate(sources) == translator.translate(sources)
+    )

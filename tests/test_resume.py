@@ -130,6 +130,25 @@ def test_early_stopping_state_survives_an_interrupt(task, tmp_path):
     assert resumed.best_epoch == plain.best_epoch
 
 
+def test_a_resumed_learning_rate_schedule_continues_where_it_stopped(task, tmp_path):
+    # 13 steps an epoch: the warm-up ends in epoch 2. A resume that restarted the optimizer's
+    # step count would warm up again and train differently.
+    overrides = dict(optimizer="adam", schedule="inverse_sqrt", warmup_steps=20, epochs=3)
+    plain, _ = _train(task, tmp_path / "a", checkpoints=False, **overrides)
+    with pytest.raises(KeyboardInterrupt):
+        _train(task, tmp_path / "b", interrupt_after=1, **overrides)
+    resumed, _ = _train(task, tmp_path / "b", **overrides)
+    steps = int(plain.model.optimizer.iterations)
+    assert steps == 3 * 13
+    assert int(resumed.model.optimizer.iterations) == steps
+    assert float(resumed.model.optimizer.learning_rate) == pytest.approx(
+        float(plain.model.optimizer.learning_rate)
+    )
+    for mine, theirs in zip(resumed.history, plain.history, strict=True):
+        assert mine["loss"] == pytest.approx(theirs["loss"], rel=1e-4)
+        assert mine["val_loss"] == pytest.approx(theirs["val_loss"], rel=1e-4)
+
+
 def test_a_finished_checkpoint_is_not_trained_again(task, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         _train(task, tmp_path, interrupt_after=PARAMS["epochs"])

@@ -85,3 +85,46 @@ def test_the_stage_selecting_by_chrf_writes_and_logs_the_scores_of_decoded_epoch
     assert sorted(m.step for m in steps) == [2, 3]
     logged = mlflow.get_run(completed.run_id).data.metrics
     assert logged["best_val_chrf"] == summary["best_val_chrf"]
+
+
+CPU = "system/cpu_utilization_percentage"
+
+
+def _system_steps(run_id: str) -> list[int]:
+    return sorted(m.step for m in mlflow.MlflowClient().get_metric_history(run_id, CPU))
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_system_metrics_are_sampled_into_the_training_run_when_asked(stage, monkeypatch, enabled):
+    params, prepared, outputs = stage
+    # MLflow's 10 s default would see nothing of a training this short.
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.2")
+    params = {**params, "tracking": {**params["tracking"], "system_metrics": enabled}}
+    done = run(params, prepared, outputs)
+    metrics = mlflow.get_run(done.run_id).data.metrics
+    if enabled:
+        assert _system_steps(done.run_id)
+        assert "system/system_memory_usage_megabytes" in metrics
+    else:
+        assert not [name for name in metrics if name.startswith("system/")]
+
+
+def test_a_reopened_training_run_samples_system_metrics_on(stage, monkeypatch):
+    params, prepared, outputs = stage
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.2")
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patched, pytest.raises(KeyboardInterrupt):
+        patched.setattr(tracking.TrainingRun, "finish", interrupted)
+        run(params, prepared, outputs)
+    (killed,) = mlflow.search_runs(experiment_names=["charmt"], output_format="list")
+    before = _system_steps(killed.info.run_id)
+    assert before, "the interrupted training sampled nothing"
+    completed = run(params, prepared, outputs)  # reopens the run and logs the models
+    assert completed.run_id == killed.info.run_id
+    after = _system_steps(completed.run_id)
+    # The reopened run's samples follow the first ones, step numbers carrying on.
+    assert after[: len(before)] == before and len(after) > len(before)
+    assert after == list(range(len(after)))

@@ -9,11 +9,11 @@ from conftest import PROJECT, reversal_pairs
 from charmt.batches import EncodedPairs, LengthBatches, to_dataset
 from charmt.data import Pair, build_vocabularies
 from charmt.errors import CharmtError
+from charmt.optimization import build_optimizer
 from charmt.params import load_params, section
 from charmt.training import (
     HISTORY_COLUMNS,
     TrainParams,
-    optimizer_for,
     train_model,
 )
 
@@ -142,7 +142,7 @@ def seed_train_params(source: str) -> TrainParams:
 
 @pytest.mark.parametrize("source", ["TrainParams()", "params.yaml"])
 def test_default_params_give_the_seeds_optimizer(source):
-    optimizer = optimizer_for(seed_train_params(source))
+    optimizer = build_optimizer(seed_train_params(source))
     assert isinstance(optimizer, keras.optimizers.RMSprop)
     config = optimizer.get_config()
     # A plain float: decay 0.0 means a constant rate, no schedule.
@@ -155,7 +155,7 @@ def test_default_params_give_the_seeds_optimizer(source):
 def test_training_compiles_the_optimizer_of_its_params(trained):
     # The session's trained model used learning_rate 0.005 (conftest), not the default.
     config = trained.result.model.optimizer.get_config()
-    expected = optimizer_for(
+    expected = build_optimizer(
         TrainParams(latent_dim=64, batch_size=32, epochs=25, learning_rate=0.005, seed=3)
     ).get_config()
     assert config["learning_rate"] == pytest.approx(0.005)

@@ -233,3 +233,58 @@ def test_the_logged_translator_loads_and_predicts_in_a_fresh_process(transformer
     greedy, beam = json.loads(done.stdout.strip().splitlines()[-1])
     assert greedy == translator.translate(sources)
     assert beam == translator.translate(sources, beam_width=3)
+
+
+@pytest.mark.e2e
+def test_pipeline_trains_a_transformer_kept_by_chrf_and_evaluates_it(tmp_path):
+    """dvc repro with the Transformer profile's knobs on tiny data: the params reach the model,
+    the kept epoch is the one of the best validation chrF, and evaluate, MLflow, the registry and
+    the CLI all work with it."""
+    import csv
+
+    import mlflow
+    from conftest import TINY_PARAMS, make_project, run, write_tiny_zip
+
+    params = {
+        **TINY_PARAMS,
+        "model": {**ARCHITECTURE.model_dump(), "dropout": 0.1},
+        "train": {
+            **TINY_PARAMS["train"],
+            "epochs": 4,
+            "optimizer": "adam",
+            "beta_2": 0.98,
+            "learning_rate": 0.005,
+            "schedule": "inverse_sqrt",
+            "warmup_steps": 20,
+            "label_smoothing": 0.1,
+            "select_by": "chrf",
+        },
+    }
+    project = make_project(tmp_path / "project", write_tiny_zip(tmp_path / "fra.zip"), params)
+    run(["dvc", "repro"], project)
+    info = json.loads((project / "models" / INFO_FILE).read_text())
+    assert ModelParams.from_dict(info["architecture"]) == ARCHITECTURE.model_copy(
+        update={"dropout": 0.1}
+    )
+    with (project / "metrics/history.csv").open() as handle:
+        history = list(csv.DictReader(handle))
+    summary = json.loads((project / "metrics/train.json").read_text())
+    scores = [float(row["val_chrf"]) for row in history]
+    assert summary["selected_by"] == "chrf"
+    assert summary["kept_epoch"] == 1 + scores.index(max(scores))
+    evaluation = json.loads((project / "metrics/eval.json").read_text())
+    assert 0 <= evaluation["char_accuracy"] <= 1
+
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
+    run_id = json.loads((project / "models/mlflow_run.json").read_text())["run_id"]
+    logged = mlflow.get_run(run_id)
+    assert logged.data.params["model.architecture"] == "transformer"
+    assert logged.data.params["train.optimizer"] == "adam"
+    steps = [m.step for m in mlflow.MlflowClient().get_metric_history(run_id, "val_chrf")]
+    assert steps == [1, 2, 3, 4]
+    promotion = json.loads((project / "metrics/promotion.json").read_text())
+    assert promotion["promoted"] is True
+
+    sources = ["abc", "hgfe"]
+    output = run(["charmt", "translate", "--model", "models", *sources], project)
+    assert output.splitlines() == Translator.load(project / "models").translate(sources)

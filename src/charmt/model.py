@@ -64,8 +64,11 @@ def build_model(
             precision,
             architecture.attention,
             architecture.bidirectional,
+            architecture.dropout,
         )
-    return build_seed_model(source_vocabulary_size, target_vocabulary_size, latent_dim, precision)
+    return build_seed_model(
+        source_vocabulary_size, target_vocabulary_size, latent_dim, precision, architecture.dropout
+    )
 
 
 def build_seed_model(
@@ -73,14 +76,16 @@ def build_seed_model(
     target_vocabulary_size: int,
     latent_dim: int = 256,
     precision: str = "float32",
+    dropout: float = 0.0,
 ) -> keras.Model:
     """The seed's model. The LSTMs keep Keras' default activations and no recurrent dropout,
-    which lets Keras use the fused cuDNN kernel on a GPU."""
+    which lets Keras use the fused cuDNN kernel on a GPU; ``dropout`` drops a share of each
+    LSTM's inputs while training (0: the seed's)."""
     # Encoder: reads the English characters and keeps only its final states.
     encoder_ids = keras.Input(shape=(None,), dtype="int32", name="encoder_ids")
     encoder_inputs = one_hot(source_vocabulary_size, "encoder_one_hot", precision)(encoder_ids)
     _, state_h, state_c = layers.LSTM(
-        latent_dim, return_state=True, name="encoder_lstm", dtype=precision
+        latent_dim, return_state=True, dropout=dropout, name="encoder_lstm", dtype=precision
     )(encoder_inputs)
 
     # Decoder: starts from the encoder's states and, fed the French text shifted one step
@@ -88,7 +93,12 @@ def build_seed_model(
     decoder_ids = keras.Input(shape=(None,), dtype="int32", name="decoder_ids")
     decoder_inputs = one_hot(target_vocabulary_size, "decoder_one_hot", precision)(decoder_ids)
     decoder_outputs, _, _ = layers.LSTM(
-        latent_dim, return_sequences=True, return_state=True, name="decoder_lstm", dtype=precision
+        latent_dim,
+        return_sequences=True,
+        return_state=True,
+        dropout=dropout,
+        name="decoder_lstm",
+        dtype=precision,
     )(decoder_inputs, initial_state=[state_h, state_c])
     # Softmax in float32 even under mixed precision, for a numerically sound loss.
     next_char = layers.Dense(
@@ -105,9 +115,11 @@ def build_attention_model(
     precision: str = "float32",
     score: str = "dot",
     bidirectional: bool = False,
+    dropout: float = 0.0,
 ) -> keras.Model:
     """The seed's LSTMs with attention over the encoder's outputs (Luong et al. 2015, without
-    input feeding, so one decoder step is still the plain LSTM cell plus the layers after it)."""
+    input feeding, so one decoder step is still the plain LSTM cell plus the layers after it).
+    ``dropout``: on each LSTM's inputs while training, as in the seed's model."""
     if bidirectional and latent_dim % 2:
         raise CharmtError(
             f"model.bidirectional needs an even train.latent_dim (half each way), got {latent_dim}"
@@ -117,7 +129,13 @@ def build_attention_model(
     encoder_inputs = one_hot(source_vocabulary_size, "encoder_one_hot", precision)(encoder_ids)
     if bidirectional:
         encoder_outputs, forward_h, forward_c, backward_h, backward_c = layers.Bidirectional(
-            layers.LSTM(latent_dim // 2, return_sequences=True, return_state=True, dtype=precision),
+            layers.LSTM(
+                latent_dim // 2,
+                return_sequences=True,
+                return_state=True,
+                dropout=dropout,
+                dtype=precision,
+            ),
             name="encoder_lstm",
             dtype=precision,
         )(encoder_inputs)
@@ -128,6 +146,7 @@ def build_attention_model(
             latent_dim,
             return_sequences=True,
             return_state=True,
+            dropout=dropout,
             name="encoder_lstm",
             dtype=precision,
         )(encoder_inputs)
@@ -136,7 +155,12 @@ def build_attention_model(
     decoder_ids = keras.Input(shape=(None,), dtype="int32", name="decoder_ids")
     decoder_inputs = one_hot(target_vocabulary_size, "decoder_one_hot", precision)(decoder_ids)
     decoder_outputs, _, _ = layers.LSTM(
-        latent_dim, return_sequences=True, return_state=True, name="decoder_lstm", dtype=precision
+        latent_dim,
+        return_sequences=True,
+        return_state=True,
+        dropout=dropout,
+        name="decoder_lstm",
+        dtype=precision,
     )(decoder_inputs, initial_state=[state_h, state_c])
 
     # Attention: each decoder output weighs the encoder's outputs. Keras passes both masks on, so
@@ -167,13 +191,17 @@ def architecture_of(model: keras.Model) -> ModelParams:
     if is_transformer(model):
         return transformer_architecture(model)
     names = {layer.name for layer in model.layers}
+    # Every LSTM gets the same input dropout; the decoder's is always a plain LSTM.
+    dropout = float(model.get_layer("decoder_lstm").dropout)
     if "attention" not in names:
-        return ModelParams()
+        return ModelParams(dropout=dropout)
     score = (
         "additive" if isinstance(model.get_layer("attention"), layers.AdditiveAttention) else "dot"
     )
     bidirectional = isinstance(model.get_layer("encoder_lstm"), layers.Bidirectional)
-    return ModelParams(architecture="attention", attention=score, bidirectional=bidirectional)
+    return ModelParams(
+        architecture="attention", attention=score, bidirectional=bidirectional, dropout=dropout
+    )
 
 
 def vocabulary_sizes(model: keras.Model) -> tuple[int, int]:
@@ -182,48 +210,13 @@ def vocabulary_sizes(model: keras.Model) -> tuple[int, int]:
         names = ("encoder_embedding", "decoder_embedding")
         source, target = (model.get_layer(name).vocabulary_size for name in names)
         return source, target
-    return model.get_layer("encoder_one_hot").input_dim, model.get_layer(
-        "decoder_one_hot"
-    ).input_dim
+    source, target = (model.get_layer(f"{side}_one_hot") for side in ("encoder", "decoder"))
+    return source.input_dim, target.input_dim
 
 
 def max_positions(model: keras.Model) -> int | None:
     """The longest sequence ``model`` can read or write (its learned positions); None: any."""
     return transformer_architecture(model).max_length if is_transformer(model) else None
-
-
-def build_optimizer(
-    learning_rate: float = 0.001,
-    decay: float = 0.0,
-    rho: float = 0.9,
-    momentum: float = 0.0,
-    epsilon: float = 1e-07,
-    centered: bool = False,
-) -> keras.optimizers.RMSprop:
-    """RMSprop with the seed's hyperparameters.
-
-    ``decay`` is Keras 2's per-step inverse-time decay, ``lr / (1 + decay * step)``; Keras 3 dropped
-    the argument, and ``InverseTimeDecay`` with ``decay_steps=1`` is the same schedule.
-    """
-    if decay < 0:
-        raise CharmtError(f"train.decay must be >= 0, got {decay}")
-    schedule: float | keras.optimizers.schedules.LearningRateSchedule = learning_rate
-    if decay > 0:
-        schedule = keras.optimizers.schedules.InverseTimeDecay(
-            initial_learning_rate=learning_rate, decay_steps=1, decay_rate=decay
-        )
-    return keras.optimizers.RMSprop(
-        learning_rate=schedule, rho=rho, momentum=momentum, epsilon=epsilon, centered=centered
-    )
-
-
-def compile_model(model: keras.Model, optimizer: keras.optimizers.Optimizer) -> None:
-    """Sparse cross-entropy and accuracy; the output's mask limits both to real characters."""
-    model.compile(
-        optimizer=optimizer,
-        loss="sparse_categorical_crossentropy",
-        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-    )
 
 
 # --- inference: the trained layers, rewired ---------------------------------------------------

@@ -20,6 +20,9 @@ from pathlib import Path
 
 import keras
 
+# model.keras holds its compiled optimizer and loss: their classes must be registered with Keras
+# (by importing the module) before safe mode can rebuild them.
+import charmt.optimization  # noqa: F401
 from charmt.atomic import write_json
 from charmt.errors import CharmtError
 from charmt.model import ModelParams, architecture_of, vocabulary_sizes

@@ -109,7 +109,12 @@ def _train(
     model_params = ModelParams.from_dict(params["model"])
     train, validation = load_split(prepared, "train"), load_split(prepared, "validation")
     vocabularies = Vocabularies.load(prepared / VOCABULARIES_FILE)
-    with tracking.training_run(experiment, resume_run_id, params_file=params_file) as run:
+    with tracking.training_run(
+        experiment,
+        resume_run_id,
+        params_file=params_file,
+        system_metrics=params["tracking"]["system_metrics"],
+    ) as run:
         if run.resumed:
             print(f"resuming MLflow run {run.run_id} after epoch {resumed.epoch}")
         else:

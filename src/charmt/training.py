@@ -26,7 +26,8 @@ from charmt.batches import EncodedPairs, LengthBatches, to_dataset
 from charmt.checkpoint import Checkpoint, Checkpoints
 from charmt.data import Pair
 from charmt.errors import CharmtError
-from charmt.model import build_model, build_optimizer, compile_model
+from charmt.model import build_model
+from charmt.optimization import compile_model
 from charmt.params import ModelParams, TrainParams
 from charmt.transformer import check_fits
 from charmt.vocab import Vocabularies
@@ -105,18 +106,6 @@ class TrainResult:
                 sum(np.prod(w.shape) for w in self.model.trainable_weights)
             ),
         }
-
-
-def optimizer_for(params: TrainParams) -> keras.optimizers.RMSprop:
-    """The optimizer training uses for ``params``: RMSprop with its learning rate and decay."""
-    return build_optimizer(
-        params.learning_rate,
-        params.decay,
-        params.rho,
-        params.momentum,
-        params.epsilon,
-        params.centered,
-    )
 
 
 MODEL_WEIGHTS = "model.weights.h5"  # weights and optimizer state after the epoch
@@ -312,7 +301,7 @@ def train_model(
         params.training_precision,
         architecture,
     )
-    compile_model(model, optimizer_for(params))
+    compile_model(model, params)
     train_batches = LengthBatches(
         EncodedPairs.encode(train_pairs, vocabularies),
         params.batch_size,

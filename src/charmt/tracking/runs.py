@@ -8,8 +8,10 @@ after a failed write would end nothing and leave the run RUNNING.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -50,12 +52,29 @@ def end_run(run_id: str, status: str = FINISHED) -> None:
 
 def _let_go(run_id: str, status: str) -> None:
     """Take ``run_id`` off MLflow's stack of active runs (its status is written already)."""
+    _stop_system_metrics(run_id)
     active = mlflow.active_run()
     if active is not None and active.info.run_id == run_id:
         # end_run writes the status once more (the same one) and stops system metrics; a store
         # that has gone away since costs seconds here, not minutes.
         with http_retries(0, CHECK_TIMEOUT_S), contextlib.suppress(Exception):
             mlflow.end_run(status)
+
+
+def _stop_system_metrics(run_id: str) -> None:
+    """Stop the run's system-metrics sampler, waiting seconds at most.
+
+    ``mlflow.end_run`` would join the sampler's thread without a timeout, and against a server
+    that has gone away the sampler's pending ``get_run`` retries for minutes (MLflow's defaults):
+    taken off MLflow's table, the sampler is finished (flushed) in a daemon thread instead, which a
+    dead server leaves behind until the process exits.
+    """
+    monitors = getattr(mlflow.tracking.fluent, "run_id_to_system_metrics_monitor", {})
+    monitor = monitors.pop(run_id, None)
+    if monitor is not None:
+        stopping = threading.Thread(target=monitor.finish, daemon=True, name="StopSystemMetrics")
+        stopping.start()
+        stopping.join(CHECK_TIMEOUT_S)
 
 
 def abandon_run(run_id: str, status: str = FAILED) -> None:
@@ -94,16 +113,33 @@ class _EvaluationInTrainingRun(mlflow.ActiveRun):
         return exc_type is None
 
 
+def system_metrics_logging(wanted: bool | None) -> bool | None:
+    """What to pass as ``mlflow.start_run(log_system_metrics=...)``: ``wanted`` (None: MLflow's
+    default, the environment), but False without psutil, which MLflow samples with: a missing
+    optional package skips the figures instead of logging an error with every run.
+
+    MLflow samples every 10 s (``MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL``) and logs each sample
+    as a step of ``system/cpu_utilization_percentage``, ``system/system_memory_usage_megabytes``
+    and the like; ``mlflow.end_run`` stops it.
+    """
+    if wanted and importlib.util.find_spec("psutil") is None:
+        return False
+    return wanted
+
+
 def start_run(
     experiment_name: str,
     run_name: str | None = None,
     params_file: str | os.PathLike[str] | None = None,
+    system_metrics: bool | None = None,
 ) -> mlflow.ActiveRun:
     """Open a new run in ``experiment_name`` with the provenance tags.
 
     The run is named ``run_name``, else after its DVC experiment, else ``repro-<commit>...``.
     With ``params_file``, its description lists the params that differ from the committed file.
     Tags: ``git_commit``, ``git_dirty``, ``dvc_experiment`` (when run by ``dvc exp run``).
+    ``system_metrics``: sample CPU, memory (and GPU) into the run while it is open
+    (:func:`system_metrics_logging`).
     """
     experiment_id = get_or_create_experiment(experiment_name)
     tags = run_tags()
@@ -111,7 +147,13 @@ def start_run(
     all_tags = dict(tags)
     if params_file is not None:
         all_tags[DESCRIPTION_TAG] = run_description(params_file, tags)
-    run = write(mlflow.start_run, experiment_id=experiment_id, run_name=name, tags=all_tags)
+    run = write(
+        mlflow.start_run,
+        experiment_id=experiment_id,
+        run_name=name,
+        tags=all_tags,
+        log_system_metrics=system_metrics_logging(system_metrics),
+    )
     return _Run(run)
 
 
@@ -132,10 +174,13 @@ def resume_run(experiment_name: str, run_id: str) -> mlflow.ActiveRun:
     return _Run(write(mlflow.start_run, run_id=run_id))
 
 
-def reopen_interrupted_run(experiment_name: str, run_id: str) -> mlflow.ActiveRun | None:
+def reopen_interrupted_run(
+    experiment_name: str, run_id: str, system_metrics: bool | None = None
+) -> mlflow.ActiveRun | None:
     """Reopen the run of an interrupted training to continue it; None when the store lacks it.
 
     None also when the run belongs to another experiment: the caller then starts afresh.
+    ``system_metrics`` as for :func:`start_run`; their steps carry on after the logged ones.
     """
     experiment_id = get_or_create_experiment(experiment_name)
     try:
@@ -144,7 +189,8 @@ def reopen_interrupted_run(experiment_name: str, run_id: str) -> mlflow.ActiveRu
         return None
     if found.info.experiment_id != experiment_id or found.info.lifecycle_stage != "active":
         return None
-    return _Run(write(mlflow.start_run, run_id=run_id))
+    logging = system_metrics_logging(system_metrics)
+    return _Run(write(mlflow.start_run, run_id=run_id, log_system_metrics=logging))
 
 
 def evaluation_run(

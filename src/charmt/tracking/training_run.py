@@ -134,11 +134,13 @@ def training_run(
     experiment_name: str,
     resume_run_id: str | None = None,
     params_file: str | os.PathLike[str] | None = None,
+    system_metrics: bool = False,
 ) -> Iterator[TrainingRun]:
     """Open a run for a training (provenance tags included) with bounded retries; with
     ``resume_run_id`` (from an interrupted training's checkpoint) reopen that run instead, when
     the store still has it in this experiment (``TrainingRun.resumed`` says whether it did). A new
-    run is named and described as :func:`start_run` does, from ``params_file``.
+    run is named and described as :func:`start_run` does, from ``params_file``. With
+    ``system_metrics``, MLflow samples CPU and memory into the run (new or reopened) while open.
 
     The run stays open after the block: :meth:`TrainingRun.finish` ends it. When the block is
     interrupted (Ctrl-C, SIGTERM) the run ends KILLED, when it fails FAILED; either gives up
@@ -146,10 +148,12 @@ def training_run(
     at exit), and a run left RUNNING by a hard kill is reopened by the next training.
     """
     with http_retries(TRAINING_RETRIES, TRAINING_TIMEOUT_S):
-        run = reopen_interrupted_run(experiment_name, resume_run_id) if resume_run_id else None
+        run = None
+        if resume_run_id:
+            run = reopen_interrupted_run(experiment_name, resume_run_id, system_metrics)
         resumed = run is not None
         if run is None:
-            run = start_run(experiment_name, params_file=params_file)
+            run = start_run(experiment_name, params_file=params_file, system_metrics=system_metrics)
     try:
         yield TrainingRun(run, resumed)
     except BaseException as error:
