@@ -16,7 +16,7 @@ are reported, so the row is reproducible as `-S train.epochs=N`). Every --curve-
 test sentences are decoded greedily with the weights of that moment, which gives the curve of
 quality against training time. The LSTM rows keep the epoch of the lowest val_loss; the Transformer
 rows are the profiles of docs/models.md (``PROFILES``: the same params as their `dvc exp run`
-lines), which keep the epoch of the best validation chrF.
+lines), which keep the epoch of the best validation char_accuracy.
 
 The test split is the one of the first --base-pairs pairs (preprocess.held_out_pairs): larger
 profiles keep those sentences out of training and score on exactly them, with the same references;
@@ -60,7 +60,7 @@ TRANSFORMER = {
     "train.schedule": "inverse_sqrt",
     "train.warmup_steps": 1000,
     "train.label_smoothing": 0.1,
-    "train.select_by": "chrf",
+    "train.select_by": "char_accuracy",
 }
 PROFILES = {
     "quick": {**TRANSFORMER, "data.num_samples": None, "train.epochs": 2},
@@ -355,9 +355,9 @@ def markdown(r: dict) -> str:
         f"{s['epochs']} epochs (the pipeline's default profile), the other LSTM rows at most "
         f"{s['epochs']} with early stopping patience {s['patience']} and a training-time budget "
         "(stopped by). Transformer rows: the profiles of docs/models.md (width 128, 2+2 layers, "
-        "Adam with warm-up, label smoothing 0.1), the epoch of the best validation chrF kept; "
-        "`transformer-all-pairs` is the quality profile, `transformer` the same on 10,000 pairs "
-        "with early stopping. "
+        "Adam with warm-up, label smoothing 0.1), the epoch of the best validation char_accuracy "
+        "kept; `transformer-all-pairs` is the quality profile, `transformer` the same on 10,000 "
+        "pairs with early stopping. "
         "train min = time spent training (validation excluded), summed over the epochs run.",
         "",
         "| configuration | train pairs | decoding | exact_match | char_accuracy | BLEU | chrF | "
