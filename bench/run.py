@@ -1,6 +1,8 @@
-"""Benchmark: training and decoding speed of charmt side by side with the seed's way.
+"""Benchmark: training and decoding speed of charmt (its seed model and its Transformer) side by
+side with the seed's way.
 
     python bench/run.py                  # ../shared/data/fra-eng.zip, 10,000 pairs, 20 epochs each
+                                         # of the seed's way, charmt and charmt's Transformer
     python bench/run.py --epochs 4 --growth 10000 --decode-sample 5     # a quick look
     python bench/run.py --num-samples 500 --epochs 2 --growth --decode-sample 3 --results /tmp/b
                                          # a smoke run: does every worker still work?
@@ -8,10 +10,14 @@
 Each measurement runs in its own process (so peak resident memory is its own) on the same splits
 and hyperparameters as the pipeline's defaults: the split fractions and seed come from
 params.yaml, latent_dim, batch_size, the seed and the optimizer from ``TrainParams()``. Both ways
-build their vocabularies and lengths from the train split only. Results go to bench/results/ (or
---results) as JSON and Markdown. The JSON is rewritten (atomically) as each worker finishes, with
-its raw output under "workers" and "complete": false, so a failed or interrupted run keeps what it
-measured; once all have run it holds the summary and "complete": true, and the Markdown is written.
+build their vocabularies and lengths from the train split only. The Transformer is
+bench/quality.py's profile (``TRANSFORMER``) on the same splits, batch size and epochs, judged at
+its last epoch like the others; its greedy decoding is timed right after the seed model's, in the
+same process and on the same sentences. The GFLOP accounting covers the LSTM ways only. Results
+go to bench/results/ (or --results) as JSON and Markdown. The JSON is rewritten (atomically) as
+each worker finishes, with its raw output under "workers" and "complete": false, so a failed or
+interrupted run keeps what it measured; once all have run it holds the summary and "complete":
+true, and the Markdown is written.
 Not part of the test suite: these machines are shared and noisy, so compare the ratios of one run.
 """
 
@@ -588,7 +594,7 @@ def markdown(r: dict) -> str:
         f"{t['transformer_vs_ours']:.2f}x |",
         f"| peak RSS (MiB) | {s['peak_rss_mib']:.0f} | {o['peak_rss_mib']:.0f} | "
         f"{s['peak_rss_mib'] / o['peak_rss_mib']:.2f}x less | {x['peak_rss_mib']:.0f} | "
-        f"{x['peak_rss_mib'] / o['peak_rss_mib']:.2f}x |",
+        f"{x['peak_rss_mib'] / o['peak_rss_mib']:.2f}x as much |",
         f"| val_loss after {r['setup']['epochs']} epochs | {s['final_val_loss']:.4f} | "
         f"{o['final_val_loss']:.4f} | (seed's counts padding) | {x['final_val_loss']:.4f} | "
         "(label smoothing: not comparable) |",

@@ -75,6 +75,12 @@ def test_a_complete_run_writes_the_summary_and_the_markdown(bench_run, monkeypat
         "peak": PEAK,
         "seed": {"train_pairs": 3, "array_mib": 1.0, **epochs, **quality},
         "ours": {"train_pairs": 3, "train_characters": 30, **epochs, **quality},
+        "transformer": {
+            "train_pairs": 3,
+            **epochs,
+            "epoch_train_seconds": [6.0, 4.0, 5.0],
+            **quality,
+        },
         "decode": {
             "sentences": 2,
             "batched_seconds": 0.1,
@@ -82,6 +88,8 @@ def test_a_complete_run_writes_the_summary_and_the_markdown(bench_run, monkeypat
             "same_strings": True,
             "split_sentences": 3,
             "split_batched_seconds": 0.2,
+            "transformer_batched_seconds": 0.2,
+            "transformer_split_seconds": 0.5,
         },
     }
     monkeypatch.setattr(bench_run, "run_worker", lambda name, **kwargs: outputs[name])
@@ -93,15 +101,30 @@ def test_a_complete_run_writes_the_summary_and_the_markdown(bench_run, monkeypat
     assert next(iter(written["versions"])) == "tensorflow"
     assert written["training"]["speedup"] == pytest.approx(1.0)
     assert written["growth"]["30"]["seconds_per_epoch"] == 2.0
-    assert "tensorflow 9.9.9" in path.with_suffix(".md").read_text()
+    # The Transformer by the same rules: its fastest epoch after the first, training only.
+    transformer = written["training"]["transformer"]
+    assert transformer["seconds_per_epoch"] == 4.0
+    assert transformer["samples_per_second"] == pytest.approx(3 / 4.0)
+    assert written["training"]["transformer_vs_ours"] == pytest.approx(0.5)
+    assert written["decoding"]["transformer_split_sentences_per_second"] == pytest.approx(6.0)
+    assert written["decoding"]["transformer_vs_ours"] == pytest.approx(0.4)
+    # The profile it trained, as bench/quality.py's keys, at the run's epochs.
+    assert written["setup"]["transformer"]["model.architecture"] == "transformer"
+    assert written["setup"]["transformer"]["train.epochs"] == 20
+    text = path.with_suffix(".md").read_text()
+    assert "tensorflow 9.9.9" in text
+    assert "| charmt transformer | transformer / charmt |" in text
+    assert "| 4.00 | 0.50x as fast |" in text  # training s/epoch: 2.0 vs 4.0
+    assert "| 6 | 0.40x (target >= 0.33x) |" in text  # whole split: 6 vs 15 sentences/s
     assert (results / "latest.md").read_text() == path.with_suffix(".md").read_text()
 
 
 def test_the_driver_does_not_import_tensorflow():
-    # Its workers do, each in its own process; the driver reads the defaults and counts FLOPs.
+    # Its workers do, each in its own process; the driver reads the defaults, counts FLOPs and
+    # records the Transformer profile it trains.
     code = (
         "import sys; from bench import run; from charmt.data import Pair; "
-        "run._defaults(); run.training_flops([Pair('Go.', 'Va !')]); "
+        "run._defaults(); run.training_flops([Pair('Go.', 'Va !')]); run.transformer_params(2); "
         "assert 'tensorflow' not in sys.modules, 'tensorflow imported'"
     )
     env = subprocess_env(PYTHONPATH=os.pathsep.join([str(PROJECT), str(PROJECT / "src")]))
