@@ -412,6 +412,37 @@ def test_the_readme_is_short_and_starts_with_the_two_commands():
         assert f"docs/{guide}.md" in [link for _, link in readme.links], guide
 
 
+def settings_of(words: list[str]) -> dict[str, object]:
+    """The ``-S key=value`` settings of one command, values read as YAML (as DVC reads them)."""
+    return {
+        setting.partition("=")[0]: yaml.safe_load(setting.partition("=")[2])
+        for flag, setting in itertools.pairwise(words)
+        if flag in ("-S", "--set-param")
+    }
+
+
+def effective(params: dict, settings: dict[str, object]) -> dict:
+    values = copy.deepcopy(params)
+    for key, value in settings.items():
+        section, _, name = key.partition(".")
+        values[section][name] = value
+    return values
+
+
+@pytest.mark.parametrize("name", ["quick", "quality"])
+def test_the_readmes_profile_lines_are_the_benchmarked_profiles(context, name):
+    """The README's `dvc exp run` line of each Transformer profile sets, over params.yaml, exactly
+    what bench/quality.py measured as that profile: the figures beside it are of that line."""
+    from bench.quality import PROFILES
+
+    readme = read_doc(PROJECT / "README.md")
+    lines = [c.words for c in readme.commands if c.words[:3] == ["dvc", "exp", "run"]]
+    expected = effective(context.params, PROFILES[name])
+    assert [effective(context.params, settings_of(w)) for w in lines].count(expected) == 1, (
+        f"no README line sets the {name} profile {PROFILES[name]}"
+    )
+
+
 def test_params_yaml_passes_its_validation(context):
     assert params_valid(context), f"params.yaml: {context.params_problem}"
 
