@@ -221,7 +221,9 @@ def worker_seed(data: str, num_samples: int, epochs: int) -> dict:
     }
 
 
-def worker_decode(data: str, num_samples: int, sample: int) -> dict:
+def worker_decode(
+    data: str, num_samples: int, sample: int, transformer_model: str | None = None
+) -> dict:
     import numpy as np
 
     from charmt.data import group_references
@@ -259,14 +261,15 @@ def worker_decode(data: str, num_samples: int, sample: int) -> dict:
     # The Transformer's greedy decoder in this same process, warmed up the same way and timed
     # right after the seed model's on the same sentences, so their ratio shares one moment of
     # this shared machine.
-    transformer = Translator.load(WORK / "transformer-model")
+    transformer = Translator.load(transformer_model or WORK / "transformer-model")
     transformer.translate(picked[:1])
     start = time.perf_counter()
     transformer.translate(picked)
     transformer_seconds = time.perf_counter() - start
     start = time.perf_counter()
-    transformer.translate(sources)
+    transformer_outputs = transformer.translate(sources)
     transformer_split_seconds = time.perf_counter() - start
+    seed_outputs = translator.translate(sources)
     return {
         "sentences": len(picked),
         "batched_seconds": batched_seconds,
@@ -276,6 +279,11 @@ def worker_decode(data: str, num_samples: int, sample: int) -> dict:
         "split_batched_seconds": split_seconds,
         "transformer_batched_seconds": transformer_seconds,
         "transformer_split_seconds": transformer_split_seconds,
+        "transformer_model": str(transformer_model or "this benchmark's"),
+        # Decoding time grows with the characters emitted: a weak model that repeats itself to
+        # the length cap decodes far more of them than a trained one.
+        "mean_output_characters": statistics.mean(len(o) for o in seed_outputs),
+        "transformer_mean_output_characters": statistics.mean(len(o) for o in transformer_outputs),
     }
 
 
@@ -410,6 +418,12 @@ def main() -> None:
     )
     parser.add_argument("--growth", type=int, nargs="*", default=[10000, 40000, 75000])
     parser.add_argument(
+        "--transformer-model",
+        help="a trained Transformer's model directory whose decoding is timed instead of the one "
+        "trained here (a few epochs on 10,000 pairs leave it running to the length cap); e.g. "
+        "bench/work/translator-transformer-all from bench/quality.py",
+    )
+    parser.add_argument(
         "--results", type=Path, default=RESULTS, help="where the JSON and Markdown go"
     )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -441,7 +455,11 @@ def main() -> None:
         ("ours", "ours", {"epochs": args.epochs, "evaluate": True, **common}),
         # Before decode, which times the translator it saves.
         ("transformer", "transformer", {"epochs": args.epochs, **common}),
-        ("decode", "decode", {"sample": args.decode_sample, **common}),
+        (
+            "decode",
+            "decode",
+            {"sample": args.decode_sample, "transformer_model": args.transformer_model, **common},
+        ),
     ] + [
         (f"growth-{n}", "ours", {"data": raw, "num_samples": n, "epochs": 3, "evaluate": False})
         for n in args.growth
@@ -559,6 +577,7 @@ def markdown(r: dict) -> str:
     t, d, w = r["training"], r["decoding"], r["work"]
     s, o, x = t["seed"], t["ours"], t["transformer"]
     profile = r["setup"]["transformer"]
+    decoded = d.get("transformer_model", "this benchmark's")
     shape = ", ".join(
         f"{key.split('.', 1)[1]} {profile[key]}"
         for key in ("model.layers", "model.width", "model.heads", "model.feed_forward")
@@ -611,6 +630,11 @@ def markdown(r: dict) -> str:
         f"| {d['split_batched_sentences_per_second']:.0f} | | "
         f"{d['transformer_split_sentences_per_second']:.0f} | "
         f"{d['transformer_vs_ours']:.2f}x (target >= 0.33x) |",
+        f"| mean characters per translation, the whole test split | "
+        f"| {d.get('mean_output_characters', float('nan')):.1f} | | "
+        f"{d.get('transformer_mean_output_characters', float('nan')):.1f} | |",
+        "",
+        f"The Transformer decoded: {decoded} model.",
         "",
         f"Same strings from the seed's way and charmt on those {d['sentences']} sentences: "
         f"{d['same_strings']}.",
