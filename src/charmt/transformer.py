@@ -189,30 +189,21 @@ def build_transformer_model(
     feed_forward, dropout = architecture.feed_forward, architecture.dropout
     blocks = {"width": width, "heads": heads, "feed_forward": feed_forward, "dropout": dropout}
 
+    def embedding(vocabulary_size: int, name: str) -> CharacterEmbedding:
+        return CharacterEmbedding(
+            vocabulary_size, width, architecture.max_length, dropout, name=name, dtype=precision
+        )
+
     # Encoder: characters and positions, then self-attention blocks; its outputs are the memory.
     encoder_ids = keras.Input(shape=(None,), dtype="int32", name="encoder_ids")
-    x = CharacterEmbedding(
-        source_vocabulary_size,
-        width,
-        architecture.max_length,
-        dropout,
-        name="encoder_embedding",
-        dtype=precision,
-    )(encoder_ids)
+    x = embedding(source_vocabulary_size, "encoder_embedding")(encoder_ids)
     for i in range(1, architecture.layers + 1):
         x = EncoderBlock(**blocks, name=f"encoder_block_{i}", dtype=precision)(x, encoder_ids)
     memory = layers.LayerNormalization(epsilon=1e-6, name="encoder_norm", dtype=precision)(x)
 
     # Decoder: the shifted French text, attending to its prefix and to the memory.
     decoder_ids = keras.Input(shape=(None,), dtype="int32", name="decoder_ids")
-    y = CharacterEmbedding(
-        target_vocabulary_size,
-        width,
-        architecture.max_length,
-        dropout,
-        name="decoder_embedding",
-        dtype=precision,
-    )(decoder_ids)
+    y = embedding(target_vocabulary_size, "decoder_embedding")(decoder_ids)
     for i in range(1, architecture.layers + 1):
         y = DecoderBlock(**blocks, name=f"decoder_block_{i}", dtype=precision)(
             y, decoder_ids, memory, encoder_ids
