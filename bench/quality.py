@@ -4,7 +4,7 @@ sentences.
 
     python bench/quality.py --label "quiet machine"     # the full table: hours on a 2-core machine
     python bench/quality.py --configs attention-all-pairs --budget-minutes 50   # one profile
-    python bench/quality.py --configs transformer-all-pairs --epochs 15 --curve-every 1 \
+    python bench/quality.py --configs transformer-all-pairs --curve-every 1 --budget-minutes 52 \\
         --add-to bench/results/quality-2026-11-29.json --label "..."   # rows join a table
     python bench/quality.py --all-pairs 2000 --base-pairs 1000 --epochs 2 --latent-dim 32 \\
         --label smoke --out /tmp/quality          # a smoke test of the script: minutes
@@ -66,7 +66,8 @@ PROFILES = {
     # 10,000 pairs: an epoch over all pairs takes 8-13 minutes on these 2 cores, so a quick
     # profile of all pairs would be one epoch, most of it warm-up.
     "quick": {**TRANSFORMER, "train.warmup_steps": 250, "train.epochs": 8},
-    "quality": {**TRANSFORMER, "data.num_samples": None, "train.epochs": 15},
+    # 5 epochs: what fits in an hour here (each epoch over all pairs: ~10 minutes quiet).
+    "quality": {**TRANSFORMER, "data.num_samples": None, "train.epochs": 5},
 }
 # name -> (all pairs?, params.yaml keys, early stopping?)
 CONFIGURATIONS = {
