@@ -38,6 +38,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 WORK = HERE / "work"
 RESULTS = HERE / "results"
+# `python bench/run.py` puts bench/ on sys.path, not the project root: the driver too imports
+# bench.quality (the Transformer profile), as its workers do through PYTHONPATH.
+if str(HERE.parent) not in sys.path:
+    sys.path.insert(0, str(HERE.parent))
 
 
 def _defaults() -> tuple[dict, object]:
@@ -426,6 +430,12 @@ def main() -> None:
     parser.add_argument(
         "--results", type=Path, default=RESULTS, help="where the JSON and Markdown go"
     )
+    parser.add_argument(
+        "--resume",
+        type=Path,
+        help="an incomplete results JSON of an earlier run: its finished workers are kept, the "
+        "rest run (same flags, same machine)",
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("worker_args", nargs="?", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -449,6 +459,9 @@ def main() -> None:
         "complete": False,
         "workers": {},
     }
+    if args.resume:
+        progress = json.loads(args.resume.read_text(encoding="utf-8"))
+        progress.pop("failed", None)
     runs = [
         ("peak", "peak", {}),
         ("seed", "seed", {"epochs": args.epochs, **common}),
@@ -466,6 +479,8 @@ def main() -> None:
     ]
     done = progress["workers"]
     for label, name, kwargs in runs:
+        if label in done:
+            continue  # measured by the run being resumed
         try:
             done[label] = run_worker(name, **kwargs)
         except WorkerFailed as failure:
