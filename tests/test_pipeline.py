@@ -67,8 +67,13 @@ def test_repro_runs_every_stage_and_writes_every_output(project):
     assert sum(data[s]["pairs"] for s in ("train", "validation", "test")) == 302
 
     history = (project / "metrics/history.csv").read_text().splitlines()
-    assert history[0] == "epoch,loss,val_loss,accuracy,val_accuracy,seconds,train_seconds"
+    assert history[0] == (
+        "epoch,loss,val_loss,accuracy,val_accuracy,seconds,train_seconds,"
+        "val_chrf,val_char_accuracy,val_decode_seconds"
+    )
     assert len(history) == 1 + 3
+    # select_by val_loss (the default) decodes nothing: the translation columns stay empty.
+    assert all(row.endswith(",,,") for row in history[1:])
 
     evaluation = check_evaluation(project)
     samples = (project / "metrics/samples.tsv").read_text().splitlines()
