@@ -11,8 +11,7 @@ import argparse
 from pathlib import Path
 
 from charmt.errors import exit_on_error
-from charmt.params import load_sections
-from charmt.train_stage import SECTIONS, Outputs, run
+from charmt.params import TRAIN_SECTIONS, load_sections
 
 
 def main() -> None:
@@ -26,7 +25,11 @@ def main() -> None:
         "--checkpoints", type=Path, required=True, help="resume checkpoints (git-ignored)"
     )
     args = parser.parse_args()
-    params = load_sections(args.params, SECTIONS)
+    params = load_sections(args.params, TRAIN_SECTIONS)
+
+    # Imported once the params are known to be good: a mistake fails before MLflow loads.
+    from charmt.train_stage import Outputs, run
+
     outputs = Outputs(args.model, args.history, args.metrics, args.checkpoints)
     run(params, args.prepared, outputs, params_file=args.params)
 

@@ -7,12 +7,16 @@ model learned the task, not the examples.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import functools
 import os
 import random
 import shutil
+import sqlite3
 import subprocess
 import sys
+import tempfile
 import zipfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -21,6 +25,9 @@ from typing import Any
 
 import pytest
 import yaml
+
+# Fixtures defined beside this file, for every test module.
+from postgres_cluster import postgres  # noqa: F401  (a fixture)
 
 from charmt.data import Pair, build_vocabularies
 
@@ -119,9 +126,23 @@ def make_project(
     directory: Path,
     data_url: str | os.PathLike[str],
     params: Mapping[str, Mapping[str, Any]] = TINY_PARAMS,
+    prepared: bool = False,
 ) -> Path:
     """A git + DVC copy of this project in ``directory`` whose ``data.url`` is ``data_url``,
-    with ``params`` merged into params.yaml section by section, committed once."""
+    with ``params`` merged into params.yaml section by section, committed.
+
+    ``prepared``: download and preprocess have run and are committed (dvc.lock, DVC's cache),
+    as after a user's first ``dvc repro``; copied from a project prepared once per test process
+    for the same data and data params. For the tests that do not look at those two stages.
+    """
+    if prepared:
+        data_params = {name: params[name] for name in ("data", "preprocess") if name in params}
+        template = _prepared_project(str(data_url), yaml.safe_dump(data_params))
+        shutil.copytree(template, directory, symlinks=True)
+        _write_params(directory, data_url, params)
+        if run(["git", "status", "--porcelain"], directory).strip():
+            git_commit(directory, "tiny project's params")
+        return directory
     directory.mkdir(parents=True, exist_ok=True)
     ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
     for name in ("dvc.yaml", "params.yaml", ".gitignore", ".dvcignore"):
@@ -130,15 +151,43 @@ def make_project(
         shutil.copytree(PROJECT / name, directory / name, ignore=ignore)
     shutil.rmtree(directory / ".dvc" / "tmp", ignore_errors=True)
     shutil.rmtree(directory / ".dvc" / "cache", ignore_errors=True)
+    _write_params(directory, data_url, params)
+    git_commit(directory, "tiny project")
+    return directory
 
-    values = yaml.safe_load((directory / "params.yaml").read_text())
+
+def _write_params(
+    directory: Path, data_url: str | os.PathLike[str], params: Mapping[str, Mapping[str, Any]]
+) -> None:
+    """This project's params.yaml with ``data.url`` and ``params`` merged in, section by section."""
+    values = yaml.safe_load((PROJECT / "params.yaml").read_text())
     values["data"]["url"] = str(data_url)
     for name, section in params.items():
         values.setdefault(name, {}).update(section)
     (directory / "params.yaml").write_text(yaml.safe_dump(values, sort_keys=False))
 
-    git_commit(directory, "tiny project")
-    return directory
+
+@functools.cache
+def _prepared_project(data_url: str, data_params: str) -> Path:
+    """A project on ``data_url`` with ``data_params`` (YAML) whose download and preprocess stages
+    have run and are committed; made once per test process, copied by ``make_project``."""
+    root = Path(tempfile.mkdtemp(prefix="charmt-prepared-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    project = make_project(root / "project", data_url, yaml.safe_load(data_params))
+    run(["dvc", "repro", "preprocess"], project)
+    git_commit(project, "download and preprocess")
+    # DVC's state and locks hold this directory's paths: each copy builds its own.
+    shutil.rmtree(project / ".dvc" / "tmp", ignore_errors=True)
+    return project
+
+
+@functools.cache
+def tiny_zip() -> Path:
+    """One tiny fra-eng.zip (``write_tiny_zip``) for the whole test process: projects made
+    ``prepared`` on it share one prepared template."""
+    root = Path(tempfile.mkdtemp(prefix="charmt-zip-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    return write_tiny_zip(root / "fra-eng.zip")
 
 
 def git_commit(directory: Path, message: str) -> None:
@@ -149,10 +198,48 @@ def git_commit(directory: Path, message: str) -> None:
     run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", message], directory)
 
 
+@functools.cache
+def migrated_store() -> Path:
+    """An empty MLflow SQLite store with every migration applied, made once per test process.
+
+    Creating a store runs all of MLflow's alembic migrations (1.5-3 s); a test that needs a
+    store of its own gets a copy of this one (``copy_store``) instead.
+    """
+    import mlflow
+
+    directory = Path(tempfile.mkdtemp(prefix="charmt-store-template-"))
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
+    database = directory / "mlflow.db"
+    mlflow.MlflowClient(f"sqlite:///{database}").search_experiments(max_results=1)
+    return database
+
+
+def copy_store(database: Path) -> str:
+    """A copy of the migrated empty store at ``database``; its URI.
+
+    As in a store MLflow would create there, the Default experiment keeps its artifacts in
+    ``mlruns/0`` beside it rather than beside the template.
+    """
+    shutil.copyfile(migrated_store(), database)
+    with contextlib.closing(sqlite3.connect(database)) as connection, connection:
+        connection.execute(
+            "UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0",
+            (str(database.parent.resolve() / "mlruns" / "0"),),
+        )
+    return f"sqlite:///{database}"
+
+
 @pytest.fixture(autouse=True)
-def mlflow_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Every test logs to its own SQLite store, never to the project's mlflow.db."""
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+def mlflow_store(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> str:
+    """Every test logs to its own SQLite store, never to the project's mlflow.db: a copy of
+    the migrated template, or (``@pytest.mark.fresh_store``) a database not yet created."""
+    database = tmp_path / "mlflow.db"
+    if request.node.get_closest_marker("fresh_store"):
+        uri = f"sqlite:///{database}"
+    else:
+        uri = copy_store(database)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.delenv("DVC_EXP_NAME", raising=False)
     return uri

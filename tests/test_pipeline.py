@@ -15,7 +15,7 @@ import pytest
 from conftest import git_commit, make_project, run, write_tiny_zip
 
 from charmt.data import group_references, load_split
-from charmt.evaluation import SCORE_RANGES
+from charmt.metrics import SCORE_RANGES
 
 pytestmark = pytest.mark.e2e
 

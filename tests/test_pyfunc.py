@@ -1,8 +1,10 @@
 """The MLflow ``translator`` model: loaded in a fresh process, and served over HTTP."""
 
+import importlib.metadata
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import mlflow
 import pytest
@@ -31,6 +33,30 @@ def test_signature_is_strings_to_strings(translator_uri, monkeypatch):
     assert info.signature.inputs.to_dict() == [{"type": "string", "required": True}]
     assert info.signature.outputs.to_dict() == [{"type": "string", "required": True}]
     assert info.saved_input_example_info is not None
+
+
+def test_both_models_pin_tensorflow_keras_and_mlflow_at_the_installed_versions(translator_uri):
+    """Their requirements are given, not inferred: what a fresh environment must install to load
+    them (charmt's own code travels in the model), pinned to what trained them."""
+    uri, store = translator_uri
+    mlflow.set_tracking_uri(store)
+    tensorflow = next(name for name in ("tensorflow", "tensorflow-cpu") if _installed(name))
+    expected = {
+        f"{name}=={importlib.metadata.version(name)}" for name in ("mlflow", "keras", tensorflow)
+    }
+    for model in (uri, uri.replace("/translator", "/model")):
+        path = mlflow.artifacts.download_artifacts(f"{model}/requirements.txt")
+        requirements = set(Path(path).read_text().split())
+        assert expected <= requirements, (model, requirements)
+        assert not any(line.startswith("charmt") for line in requirements)
+
+
+def _installed(name: str) -> bool:
+    try:
+        importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
 
 
 def test_loads_and_predicts_in_a_fresh_process(translator_uri, trained):

@@ -199,9 +199,9 @@ _STAGE_KEY = """
 import json, sys
 from pathlib import Path
 from charmt.checkpoint import Checkpoints
-from charmt.params import load_sections
-from charmt.train_stage import SECTIONS, checkpoint_inputs
-params = load_sections(sys.argv[1], SECTIONS)
+from charmt.params import TRAIN_SECTIONS, load_sections
+from charmt.train_stage import checkpoint_inputs
+params = load_sections(sys.argv[1], TRAIN_SECTIONS)
 store = Checkpoints.of(sys.argv[3], checkpoint_inputs(params, Path(sys.argv[2])))
 reasons = store.discard_stale()
 if store.latest() is None:

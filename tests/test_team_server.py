@@ -35,7 +35,7 @@ from conftest import (
     subprocess_env,
     write_tiny_zip,
 )
-from test_server import PG_BIN, postgres, require  # noqa: F401
+from postgres_cluster import PG_BIN, require
 from test_sweeps import experiments
 
 from bench.servers import served
@@ -192,7 +192,7 @@ def start_mlflow(directory: Path, name: str, env: dict[str, str]) -> tuple[str, 
 
 
 @pytest.fixture(scope="module")
-def team(postgres, tmp_path_factory) -> Iterator[Team]:  # noqa: F811
+def team(postgres, tmp_path_factory) -> Iterator[Team]:
     require(Path(NGINX).is_file(), "nginx not found: install the nginx package")
     directory = tmp_path_factory.mktemp("team-server")
     backend = postgres()  # the tracking store's database; the users' one beside it

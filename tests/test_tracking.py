@@ -300,6 +300,7 @@ with tracking.start_run("charmt", run_name=sys.argv[2]):
 """
 
 
+@pytest.mark.fresh_store
 def test_parallel_first_runs_on_a_fresh_store_all_land_in_one_experiment(tmp_path, mlflow_store):
     """Four processes start together on a store that does not exist yet: the schema race and
     the experiment-creation race must both be harmless."""

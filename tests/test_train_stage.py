@@ -8,8 +8,8 @@ from conftest import PROJECT, TINY_PARAMS, reversal_pairs
 
 from charmt import tracking
 from charmt.data import prepare
-from charmt.params import load_sections
-from charmt.train_stage import SECTIONS, Outputs, run
+from charmt.params import TRAIN_SECTIONS, load_sections
+from charmt.train_stage import Outputs, run
 
 
 @pytest.fixture
@@ -23,7 +23,7 @@ def stage(tmp_path):
         values[name].update(section)
     values["train"].update(latent_dim=16, epochs=3)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(values))
-    params = load_sections(tmp_path / "params.yaml", SECTIONS)
+    params = load_sections(tmp_path / "params.yaml", TRAIN_SECTIONS)
     outputs = Outputs(
         tmp_path / "models",
         tmp_path / "history.csv",

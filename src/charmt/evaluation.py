@@ -5,7 +5,6 @@ The test split holds English sentences never seen in training, each with all its
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,16 +15,6 @@ from charmt.data import Pair, group_references
 from charmt.errors import CharmtError
 from charmt.translator import Translator
 
-# Each score of metrics/eval.json and the range it lies in, for the checks of every run.
-SCORE_RANGES = {
-    "exact_match": (0.0, 1.0),
-    "char_accuracy": (0.0, 1.0),
-    "bleu": (0.0, 100.0),
-    "chrf": (0.0, 100.0),
-    "test_loss": (0.0, math.inf),
-    "test_accuracy": (0.0, 1.0),
-    "sentences_per_second": (0.0, math.inf),
-}
 SAMPLE_COLUMNS = ("source", "output", "references", "exact", "char_accuracy")
 REFERENCE_SEPARATOR = " | "
 

@@ -6,10 +6,23 @@ all of them: a hypothesis is scored against its closest reference.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import sacrebleu
 from rapidfuzz.distance import Levenshtein
+
+# Each score of metrics/eval.json and the range it lies in, for the checks of every run. Here,
+# not in charmt.evaluation, so that checks of a run's files need not import TensorFlow.
+SCORE_RANGES = {
+    "exact_match": (0.0, 1.0),
+    "char_accuracy": (0.0, 1.0),
+    "bleu": (0.0, 100.0),
+    "chrf": (0.0, 100.0),
+    "test_loss": (0.0, math.inf),
+    "test_accuracy": (0.0, 1.0),
+    "sentences_per_second": (0.0, math.inf),
+}
 
 
 def closest_reference(hypothesis: str, references: Sequence[str]) -> tuple[str, int]:

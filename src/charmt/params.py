@@ -350,6 +350,9 @@ def load_params(path: str | os.PathLike[str] = "params.yaml") -> dict[str, Any]:
 
 
 _OPTIONAL = ("model", "registry")
+# The sections the train stage reads: here, so that stages/train.py checks them before it
+# imports MLflow and TensorFlow (a bad value fails in a fraction of a second).
+TRAIN_SECTIONS = ("data", "preprocess", "model", "train", "tracking")
 
 
 def load_sections(path: str | os.PathLike[str], names: Iterable[str]) -> dict[str, dict[str, Any]]:

@@ -23,8 +23,7 @@ from typing import Any
 from charmt import codedeps, tracking
 from charmt.checkpoint import Checkpoint, Checkpoints, file_digest
 
-# The params.yaml sections the stage reads, and those logged as the run's params.
-SECTIONS = ("data", "preprocess", "model", "train", "tracking")
+# The params.yaml sections logged as the run's params (of charmt.params.TRAIN_SECTIONS).
 LOGGED_SECTIONS = ("data", "preprocess", "model", "train")
 
 
@@ -58,8 +57,9 @@ def run(
     outputs: Outputs,
     params_file: str | os.PathLike[str] = "params.yaml",
 ) -> tracking.TrainingRun:
-    """Train on ``prepared`` with ``params`` (the checked ``SECTIONS``), write ``outputs``, and
-    complete the MLflow run; the run. ``params_file`` describes the run (params changed)."""
+    """Train on ``prepared`` with ``params`` (the checked ``TRAIN_SECTIONS``), write
+    ``outputs``, and complete the MLflow run; the run. ``params_file`` describes the run
+    (params changed)."""
     uri = tracking.check_reachable()  # seconds, before any data is read or any training
     tracking.check_writable(params["tracking"]["experiment_name"], uri)
     # TensorFlow (seconds) is imported only after this check, in _train.

@@ -6,6 +6,7 @@ Every write goes through the store lock and its retries (``charmt.tracking.lock.
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import os
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
@@ -28,6 +29,32 @@ if TYPE_CHECKING:
 # The string-to-string model (charmt.pyfunc) that is registered and served, and the Keras one.
 TRANSLATOR_MODEL = "translator"
 KERAS_MODEL = "model"
+
+
+def installed(*distributions: str) -> str:
+    """``name==version`` of the first of ``distributions`` installed here (TensorFlow is
+    ``tensorflow-cpu`` by default, ``tensorflow`` for GPU users)."""
+    for name in distributions:
+        try:
+            return f"{name}=={importlib.metadata.version(name)}"
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    raise importlib.metadata.PackageNotFoundError(" or ".join(distributions))
+
+
+def model_requirements() -> list[str]:
+    """The pinned pip requirements of both logged models: what loading them imports.
+
+    Given explicitly, so MLflow runs no requirement-inference subprocess per model (about 10 s
+    each), and right: inferred, the translator's listed charmt itself (not on PyPI) and
+    neither TensorFlow nor Keras. charmt's own code travels with the model (``code_paths``).
+    """
+    return [
+        installed("mlflow"),
+        installed("keras"),
+        installed("tensorflow", "tensorflow-cpu"),
+        installed("numpy"),
+    ]
 
 
 def log_params(sections: Mapping[str, Any]) -> None:
@@ -123,11 +150,17 @@ def log_trained_model(translator: Translator, directory: Path, skip: Collection[
     )
     # Under the store lock but not retried: logging a model is several writes, and a retry after
     # a partial failure would leave a second, half-logged model behind.
+    requirements = model_requirements()
     with store_lock():
         # No input_example here: MLflow 3.17.2's Keras flavour writes the example before it
         # creates the model directory and fails. The translator pyfunc below carries one.
         if KERAS_MODEL not in skip:
-            mlflow.keras.log_model(translator.model, name=KERAS_MODEL, signature=signature)
+            mlflow.keras.log_model(
+                translator.model,
+                name=KERAS_MODEL,
+                signature=signature,
+                pip_requirements=requirements,
+            )
         if TRANSLATOR_MODEL in skip:
             return
         mlflow.pyfunc.log_model(
@@ -135,6 +168,7 @@ def log_trained_model(translator: Translator, directory: Path, skip: Collection[
             python_model=Path(pyfunc.__file__),
             artifacts={pyfunc.ARTIFACT: str(directory)},
             code_paths=[str(Path(charmt.__file__).parent)],
+            pip_requirements=requirements,
             # With params: the signature then accepts beam_width (see charmt.pyfunc).
             input_example=(["Go.", "I'm sorry."], {"beam_width": 1}),
         )
