@@ -197,14 +197,14 @@ def test_pipeline_trains_attention_and_evaluates_with_beam_search(tmp_path):
     params cannot change), and the logged translator decodes like the saved one."""
     import mlflow
     import yaml
-    from conftest import TINY_PARAMS, make_project, run, write_tiny_zip
+    from conftest import TINY_PARAMS, make_project, run, tiny_zip
 
     params = {
         **TINY_PARAMS,
         "model": {"architecture": "attention", "bidirectional": True},
         "train": {**TINY_PARAMS["train"], "epochs": 2},
     }
-    project = make_project(tmp_path / "project", write_tiny_zip(tmp_path / "fra.zip"), params)
+    project = make_project(tmp_path / "project", tiny_zip(), params, prepared=True)
     run(["dvc", "repro"], project)
     evaluation = json.loads((project / "metrics/eval.json").read_text())
     assert (evaluation["decoding"], evaluation["beam_width"]) == ("greedy", 1)

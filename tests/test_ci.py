@@ -169,3 +169,33 @@ def test_check_run_fails_a_wrong_params_diff(tmp_path, changes):
     done = check_run(root, "--epochs", "9", "--params-diff", params_diff(root, changes))
     assert done.returncode == 1
     assert "pipeline-check: FAILED: dvc params diff shows" in done.stdout
+
+
+@pytest.mark.e2e
+def test_under_ci_a_skipped_test_fails(tmp_path):
+    """tests/conftest.py turns any skip into a failure when CI is set, so a tool or server CI
+    lacks cannot pass unseen; outside CI the same test is skipped."""
+    for name in ("conftest.py", "postgres_cluster.py"):
+        shutil.copy(PROJECT / "tests" / name, tmp_path / name)
+    (tmp_path / "test_needs_a_tool.py").write_text(
+        "import pytest\n\n\n"
+        "def test_needs_a_tool():\n"
+        "    pytest.skip('the tool is not installed')\n"
+    )
+
+    def pytest_in(directory: Path, ci: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-n", "0", "-q"]
+        return subprocess.run(
+            [*command, "-c", os.devnull, "--rootdir", str(directory), str(directory)],
+            capture_output=True,
+            text=True,
+            env=subprocess_env(CI=ci),
+            timeout=300,
+        )
+
+    under_ci = pytest_in(tmp_path, "true")
+    assert under_ci.returncode == 1, under_ci.stdout[-3000:]
+    assert "skipped under CI, where every test must run: " in under_ci.stdout
+    assert "the tool is not installed" in under_ci.stdout
+    outside = pytest_in(tmp_path, "")
+    assert outside.returncode == 0 and "1 skipped" in outside.stdout, outside.stdout[-3000:]

@@ -2,6 +2,7 @@
 
 import subprocess
 
+import pytest
 from conftest import subprocess_env
 
 
@@ -16,6 +17,7 @@ def charmt(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.e2e
 def test_translates_arguments_one_line_each(trained):
     sources = [p.source for p in trained.held_out[:3]]
     done = charmt("translate", "--model", str(trained.model_dir), *sources)
@@ -23,6 +25,7 @@ def test_translates_arguments_one_line_each(trained):
     assert done.stdout.splitlines() == trained.translator.translate(sources)
 
 
+@pytest.mark.e2e
 def test_translates_standard_input_in_batches(trained):
     sources = [p.source for p in trained.held_out[:7]]
     done = charmt(
@@ -37,6 +40,7 @@ def test_translates_standard_input_in_batches(trained):
     assert done.stdout.splitlines() == trained.translator.translate(sources)
 
 
+@pytest.mark.e2e
 def test_missing_model_is_one_clear_line_and_exit_1(tmp_path):
     done = charmt("translate", "--model", str(tmp_path / "nowhere"), "Go.")
     assert done.returncode == 1
@@ -76,6 +80,7 @@ def test_ui_opens_the_experiment_params_yaml_names(tmp_path):
     assert experiment_name(tmp_path / "params.yaml") == "sweeps"
 
 
+@pytest.mark.e2e
 def test_standard_error_holds_charmt_messages_only_unless_verbose(trained):
     """No TensorFlow start-up lines (absl, oneDNN, CPU features) around the answer: a user's real
     warning (here, a character never seen in training) stands alone."""

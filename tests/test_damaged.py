@@ -189,6 +189,7 @@ def _prepared(trained, directory):
     return directory
 
 
+@pytest.mark.e2e
 def test_evaluate_refuses_a_truncated_model(trained, tmp_path):
     model_dir = tmp_path / "models"
     shutil.copytree(trained.model_dir, model_dir)
@@ -201,6 +202,7 @@ def test_evaluate_refuses_a_truncated_model(trained, tmp_path):
     assert not (tmp_path / "eval.json").exists() and not (tmp_path / "samples.tsv").exists()
 
 
+@pytest.mark.e2e
 def test_evaluate_refuses_a_prepared_split_edited_by_hand(trained, tmp_path):
     prepared = _prepared(trained, tmp_path / "prepared")
     lines = (prepared / "test.tsv").read_text().splitlines(keepends=True)

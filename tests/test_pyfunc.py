@@ -1,4 +1,5 @@
-"""The MLflow ``translator`` model: loaded in a fresh process, and served over HTTP."""
+"""The MLflow ``translator`` model: its signature, its pinned requirements, loaded in a fresh
+process and by ``charmt translate``. Served over HTTP: tests/test_serving.py."""
 
 import importlib.metadata
 import json
@@ -10,19 +11,11 @@ import mlflow
 import pytest
 from conftest import subprocess_env
 
-from bench import servers
-from charmt import tracking
 
-
-@pytest.fixture(scope="module")
-def translator_uri(trained, tmp_path_factory):
-    """The translator pyfunc logged into a store of this module's own; (uri, tracking uri)."""
-    store = f"sqlite:///{tmp_path_factory.mktemp('store') / 'mlflow.db'}"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MLFLOW_TRACKING_URI", store)
-        with tracking.start_run("charmt-test") as run:
-            tracking.log_trained_model(trained.translator, trained.model_dir)
-    return f"runs:/{run.info.run_id}/translator", store
+@pytest.fixture
+def translator_uri(logged):
+    """The session's translator pyfunc (conftest.logged); (uri, tracking uri)."""
+    return logged.translator_uri, logged.store
 
 
 def test_signature_is_strings_to_strings(translator_uri, monkeypatch):
@@ -59,6 +52,7 @@ def _installed(name: str) -> bool:
     return True
 
 
+@pytest.mark.e2e
 def test_loads_and_predicts_in_a_fresh_process(translator_uri, trained):
     uri, store = translator_uri
     sources = [p.source for p in trained.held_out[:5]]
@@ -83,18 +77,7 @@ def test_loads_and_predicts_in_a_fresh_process(translator_uri, trained):
     assert from_frame == expected
 
 
-def test_served_by_mlflow_models_serve(translator_uri, trained, tmp_path):
-    uri, store = translator_uri
-    env = subprocess_env(MLFLOW_TRACKING_URI=store)
-    with servers.served(uri, tmp_path / "serve.log", env=env, timeout=120) as server:
-        sources = [p.source for p in trained.held_out[:4]]
-        status, body = servers.post(
-            f"{server.url}/invocations", json.dumps({"inputs": sources}).encode()
-        )
-    assert status == 200, body
-    assert json.loads(body) == {"predictions": trained.translator.translate(sources)}
-
-
+@pytest.mark.e2e
 def test_cli_translates_with_an_mlflow_model_uri(translator_uri, trained):
     uri, store = translator_uri
     sources = [p.source for p in trained.held_out[:5]]

@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import PROJECT, make_project, reversal_pairs, run, subprocess_env, write_tiny_zip
+from conftest import PROJECT, make_project, reversal_pairs, run, subprocess_env, tiny_zip
 
 from charmt.checkpoint import Checkpoints
 from charmt.data import build_vocabularies
@@ -210,6 +210,7 @@ print(json.dumps({"key": store.key, "reasons": reasons}))
 """
 
 
+@pytest.mark.e2e
 def test_the_train_stages_key_changes_with_params_data_and_code_and_says_which(tmp_path):
     """The train stage's own checkpoint key (``train_stage.checkpoint_inputs``), computed in a
     fresh process over a copy of the package: a changed param, changed data or an edited module
@@ -314,8 +315,7 @@ def test_interrupted_and_killed_repro_resumes_the_same_mlflow_run(tmp_path):
         "train": {"latent_dim": 32, "batch_size": 32, "epochs": EPOCHS},
         "evaluate": {"batch_size": 64},
     }
-    project = make_project(tmp_path / "project", write_tiny_zip(tmp_path / "fra-eng.zip"), params)
-    run(["dvc", "repro", "preprocess"], project)
+    project = make_project(tmp_path / "project", tiny_zip(), params, prepared=True)
     checkpoints = project / "checkpoints" / "train"
     mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
 

@@ -19,7 +19,6 @@ import pytest
 from mlflow.exceptions import MlflowException
 
 from bench.servers import post, served
-from charmt import tracking
 from charmt.pyfunc import (
     MAX_BEAM_WIDTH,
     MAX_CHARACTERS,
@@ -110,23 +109,26 @@ def test_check_request_refuses_what_mlflow_refuses_first_when_called_directly(in
 
 
 @pytest.fixture(scope="module")
-def server(trained, tmp_path_factory):
-    """The translator logged to a store of this module's own, served by MLflow."""
-    directory = tmp_path_factory.mktemp("serving")
-    store = f"sqlite:///{directory / 'mlflow.db'}"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MLFLOW_TRACKING_URI", store)
-        with tracking.start_run("charmt-serving") as run:
-            tracking.log_trained_model(trained.translator, trained.model_dir)
-        from conftest import subprocess_env
+def server(logged, tmp_path_factory):
+    """The session's logged translator (conftest.logged) served by ``mlflow models serve``."""
+    from conftest import subprocess_env
 
-        env = subprocess_env(MLFLOW_TRACKING_URI=store)
-        with served(f"runs:/{run.info.run_id}/translator", directory / "serve.log", env) as up:
-            yield up
+    log = tmp_path_factory.mktemp("serving") / "serve.log"
+    env = subprocess_env(MLFLOW_TRACKING_URI=logged.store)
+    with served(logged.translator_uri, log, env) as up:
+        yield up
 
 
 def _translate(server, sentences):
     return post(f"{server.url}/invocations", json.dumps({"inputs": sentences}).encode())
+
+
+@pytest.mark.e2e
+def test_the_served_translator_answers_as_the_trained_one(server, trained):
+    sources = [p.source for p in trained.held_out[:4]]
+    status, text = _translate(server, sources)
+    assert status == 200, text[:500]
+    assert json.loads(text) == {"predictions": trained.translator.translate(sources)}
 
 
 def _assert_still_serving(server, trained):

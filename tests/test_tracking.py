@@ -46,17 +46,12 @@ def test_artifacts_of_a_local_store_live_beside_it(tmp_path, monkeypatch, mlflow
 
 
 @pytest.fixture
-def logged_run(trained, monkeypatch):
-    """A training run logged the way the train stage does, from the session's tiny model."""
-    monkeypatch.setenv("DVC_EXP_NAME", "tiny-exp")
-    params = {"train": {"epochs": 25, "learning_rate": 0.005}, "data": {"num_samples": 900}}
-    with tracking.start_run("charmt-test") as run:
-        tracking.log_params(params)
-        for row in trained.result.history:
-            tracking.log_epoch(row)
-        tracking.log_summary(trained.result.summary)
-        tracking.log_trained_model(trained.translator, trained.model_dir)
-    return run.info.run_id
+def logged_run(logged, monkeypatch):
+    """The session's tiny model logged the way the train stage logs a run (conftest.logged),
+    with its store as this test's: the run id."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", logged.store)
+    mlflow.set_tracking_uri(logged.store)
+    return logged.run_id
 
 
 def test_a_training_run_records_params_metrics_tags_and_models(logged_run, trained):
@@ -301,6 +296,7 @@ with tracking.start_run("charmt", run_name=sys.argv[2]):
 
 
 @pytest.mark.fresh_store
+@pytest.mark.e2e
 def test_parallel_first_runs_on_a_fresh_store_all_land_in_one_experiment(tmp_path, mlflow_store):
     """Four processes start together on a store that does not exist yet: the schema race and
     the experiment-creation race must both be harmless."""

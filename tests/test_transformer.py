@@ -205,15 +205,16 @@ def test_an_interrupted_run_resumes_as_if_it_never_stopped(tmp_path):
         np.testing.assert_allclose(mine, theirs, rtol=1e-4, atol=1e-5)
 
 
-def test_the_logged_translator_loads_and_predicts_in_a_fresh_process(transformer_trained, tmp_path):
+@pytest.mark.e2e
+def test_the_logged_translator_loads_and_predicts_in_a_fresh_process(
+    transformer_trained, mlflow_store
+):
     from charmt import tracking
 
     translator, model_dir, held_out = transformer_trained
-    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MLFLOW_TRACKING_URI", store)
-        with tracking.start_run("charmt-test") as run:
-            tracking.log_trained_model(translator, model_dir)
+    store = mlflow_store
+    with tracking.start_run("charmt-test") as run:
+        tracking.log_trained_model(translator, model_dir)
     sources = [p.source for p in held_out[:5]]
     code = (
         "import json, sys, mlflow\n"
@@ -243,7 +244,7 @@ def test_pipeline_trains_a_transformer_kept_by_chrf_and_evaluates_it(tmp_path):
     import csv
 
     import mlflow
-    from conftest import TINY_PARAMS, make_project, run, write_tiny_zip
+    from conftest import TINY_PARAMS, make_project, run, tiny_zip
 
     params = {
         **TINY_PARAMS,
@@ -260,7 +261,7 @@ def test_pipeline_trains_a_transformer_kept_by_chrf_and_evaluates_it(tmp_path):
             "select_by": "chrf",
         },
     }
-    project = make_project(tmp_path / "project", write_tiny_zip(tmp_path / "fra.zip"), params)
+    project = make_project(tmp_path / "project", tiny_zip(), params, prepared=True)
     run(["dvc", "repro"], project)
     info = json.loads((project / "models" / INFO_FILE).read_text())
     assert ModelParams.from_dict(info["architecture"]) == ARCHITECTURE.model_copy(

@@ -31,7 +31,7 @@ from conftest import SWEEP_PARAMS, run, subprocess_env
 from charmt import tracking
 from charmt.processes import stop_group
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("sweep")]
 
 # The system packages' paths; CHARMT_CHROMIUM / CHARMT_CHROMEDRIVER name another Chrome and its
 # driver (GitHub's runners have Google Chrome and a matching chromedriver preinstalled).
@@ -76,16 +76,45 @@ def read_link(process: subprocess.Popen, log) -> str:
     return line
 
 
+class RunningUI:
+    """`charmt ui` over a project's store on a free port of 127.0.0.1, started when first asked
+    for and again after a test stopped it (the Ctrl-C test), so that tests pass in any order."""
+
+    def __init__(self, project: Path, log) -> None:
+        self.project, self.log = project, log
+        self.process: subprocess.Popen | None = None
+        self._link = ""
+
+    @property
+    def link(self) -> str:
+        """The link it printed."""
+        if self.process is None or self.process.poll() is not None:
+            self.stop()
+            self.process = start_charmt_ui(self.project, self.log)
+            self._link = read_link(self.process, self.log)
+        return self._link
+
+    def stop(self) -> None:
+        # Not once reaped (after Ctrl-C): its group id may belong to another process by then.
+        if self.process is not None and self.process.poll() is None:
+            stop_group(self.process, timeout=30)
+        self.process = None
+
+
 @pytest.fixture(scope="module")
-def ui(sweep) -> Iterator[str]:
-    """`charmt ui` over the sweep project's store on a free port of 127.0.0.1: the link it
-    printed."""
+def running_ui(sweep) -> Iterator[RunningUI]:
     with tempfile.TemporaryFile() as log:
-        server = start_charmt_ui(sweep.project, log)
+        running = RunningUI(sweep.project, log)
         try:
-            yield read_link(server, log)
+            yield running
         finally:
-            stop_group(server, timeout=30)
+            running.stop()
+
+
+@pytest.fixture
+def ui(running_ui) -> str:
+    """The link `charmt ui` printed, over the sweep project's store."""
+    return running_ui.link
 
 
 @pytest.fixture(scope="module")
@@ -335,21 +364,17 @@ def test_the_chart_view_draws_val_loss_with_one_line_per_run(sweep, ui, browser,
     assert chart["points"] == [SWEEP_EPOCHS] * len(names), chart["points"]
 
 
-def test_ctrl_c_stops_charmt_ui_and_everything_it_started(tmp_path):
+def test_ctrl_c_stops_charmt_ui_and_everything_it_started(running_ui):
     """Ctrl-C, as a terminal sends it (SIGINT to charmt's process group): charmt ui exits, and
-    the MLflow UI it started, in its own process group, is gone with all its workers."""
+    the MLflow UI it started, in its own process group, is gone with all its workers. (The UI
+    the other tests use: stopped last in this module's order, started again if asked for.)"""
     import psutil
 
-    with tempfile.TemporaryFile() as log:
-        process = start_charmt_ui(tmp_path, log)
-        try:
-            link = read_link(process, log)
-            assert "/runs?workflowType=machine_learning" in link
-            started = psutil.Process(process.pid).children(recursive=True)
-            assert started, "charmt ui started no MLflow UI"
-            os.killpg(process.pid, signal.SIGINT)
-            assert process.wait(timeout=60) == 0
-            _, alive = psutil.wait_procs(started, timeout=30)
-            assert not alive, [p.cmdline() for p in alive]
-        finally:
-            stop_group(process, timeout=30)
+    assert "/runs?workflowType=machine_learning" in running_ui.link
+    process = running_ui.process
+    started = psutil.Process(process.pid).children(recursive=True)
+    assert started, "charmt ui started no MLflow UI"
+    os.killpg(process.pid, signal.SIGINT)
+    assert process.wait(timeout=60) == 0
+    _, alive = psutil.wait_procs(started, timeout=30)
+    assert not alive, [p.cmdline() for p in alive]
