@@ -1,4 +1,6 @@
-"""A throwaway PostgreSQL cluster on 127.0.0.1 for the tests of MLflow tracking servers.
+"""A throwaway PostgreSQL cluster on 127.0.0.1 for the tests of MLflow tracking servers: one
+per test process, with a template database that MLflow's migrations ran on once, which every
+test's database is copied from.
 
 Needs the system's PostgreSQL (``.ci/install-system-packages``): skipped without it, except in
 CI (env CI set), where that is a failure. PostgreSQL refuses to run as root: as root, the cluster
@@ -44,10 +46,34 @@ def require(available: bool, reason: str) -> None:
         pytest.skip(reason)
 
 
-@pytest.fixture(scope="module")
+# The database MLflow's migrations run on, once per cluster; each test's database is a copy.
+TEMPLATE = "mlflow_template"
+
+
+def migrate(uri: str) -> None:
+    """What ``mlflow db upgrade uri`` does to an empty database (MLflow's tables, every alembic
+    migration), in this process: ~1 s, where the command's start-up alone takes 3-4 s. Its
+    connections are closed after: ``createdb -T`` refuses a template anyone is connected to."""
+    from mlflow.store.db import utils
+
+    engine = utils.create_sqlalchemy_engine_with_retry(uri)
+    try:
+        assert utils._is_empty_database(engine), uri
+        utils._initialize_tables(engine)
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(scope="session")
 def postgres() -> Iterator[Callable[[], str]]:
-    """A throwaway PostgreSQL cluster on 127.0.0.1; a function that creates an empty database
-    in it and returns its URI (one per server, so that no scenario sees another's runs)."""
+    """A throwaway PostgreSQL cluster on 127.0.0.1, one per test process; a function that creates
+    an empty database in it and returns its URI (one per server, so that no scenario sees
+    another's runs).
+
+    Each database is a copy (``createdb -T``, ~0.1 s) of ``mlflow_template``, on which MLflow's
+    tables were created once (``migrate``): no test's server runs the migrations from scratch
+    (1.3-1.6 s each). The copy has the schema at head and no experiment: a server started on it
+    creates the Default experiment with its own artifact root, as on a new database."""
     require(
         all((PG_BIN / tool).is_file() for tool in ("initdb", "pg_ctl", "createdb")),
         f"PostgreSQL not found in {PG_BIN}: install the postgresql package",
@@ -89,12 +115,16 @@ def postgres() -> Iterator[Callable[[], str]]:
             "60",
             "start",
         )
+        server = f"postgresql://postgres@127.0.0.1:{port}"
+        createdb = (str(PG_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres")
+        pg(*createdb, TEMPLATE)
+        migrate(f"{server}/{TEMPLATE}")
         numbers = itertools.count(1)
 
         def database() -> str:
             name = f"mlflow{next(numbers)}"
-            pg(str(PG_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", name)
-            return f"postgresql://postgres@127.0.0.1:{port}/{name}"
+            pg(*createdb, "-T", TEMPLATE, name)
+            return f"{server}/{name}"
 
         yield database
     finally:

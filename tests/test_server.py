@@ -1,11 +1,13 @@
-"""End to end, a team's set-up: a real ``mlflow server`` on a throwaway PostgreSQL cluster with
-proxied artifacts, and the real pipeline, ``charmt translate`` and ``mlflow models serve`` using it
-over HTTP only. Also: a training that loses the server is kept and logged once it is back, and a
-stopped server makes the train stage fail at once.
+"""End to end, a plain ``mlflow server`` on a throwaway PostgreSQL cluster with proxied
+artifacts, and the pipeline's train stage using it over HTTP only: a training that loses the
+server is kept and logged once it is back, and a stopped server makes the train stage fail at
+once, in one line. What a pipeline run logs through a server, its champion, ``charmt translate``
+and ``mlflow models serve`` from it are proved on the team's server (tests/test_team_server.py),
+PostgreSQL and proxied artifacts too, behind nginx and basic auth.
 
 Each scenario has its own project, its own server and its own database; they share only the
-PostgreSQL cluster, in which none of them touches another's database, so any order passes. The
-first two look at one pipeline run (``reproduced``), which neither changes.
+PostgreSQL cluster (one per test process, with tests/test_team_server.py), in which none of them
+touches another's database, so any order passes.
 
 Needs the system's PostgreSQL 15 (``.ci/install-system-packages``): skipped without it, except in
 CI (env CI set), where that is a failure. PostgreSQL refuses to run as root: as root, the cluster
@@ -21,21 +23,20 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
 import pytest
 import yaml
-from conftest import TINY_PARAMS, make_project, run, subprocess_env, write_tiny_zip
+from conftest import TINY_PARAMS, make_project, run, subprocess_env, tiny_zip
 
-from bench.servers import free_port, post, served, started
+from bench.servers import free_port, started
 
+# One worker runs both modules that use the session's PostgreSQL cluster (tests/scheduling.py).
 pytestmark = pytest.mark.e2e
 
 
 MODEL_NAME = "charmt-translator"
-WORDS = ["abc", "hgfe", "deed", "bach"]
 
 
 class TrackingServer:
@@ -83,106 +84,16 @@ def server(postgres, tmp_path) -> Iterator[TrackingServer]:
         tracking_server.stop()
 
 
-def tiny_project(root: Path) -> Path:
-    params = {**TINY_PARAMS, "registry": {"model_name": MODEL_NAME}}
-    return make_project(root / "project", write_tiny_zip(root / "fra-eng.zip"), params)
-
-
 @pytest.fixture
 def project(tmp_path) -> Path:
-    """A scenario's own tiny project, nothing run in it yet."""
-    return tiny_project(tmp_path)
-
-
-@dataclass
-class Reproduced:
-    project: Path
-    server: TrackingServer
-
-
-@pytest.fixture(scope="module")
-def reproduced(postgres, tmp_path_factory) -> Iterator[Reproduced]:
-    """``dvc repro`` of a tiny project through a server of its own. Read only: the scenarios
-    that use it look at what the pipeline logged and serve its champion, and change neither."""
-    root = tmp_path_factory.mktemp("reproduced")
-    tracking_server = TrackingServer(postgres(), root)
-    tracking_server.start()
-    try:
-        project = tiny_project(root)
-        run(["dvc", "repro"], project, MLFLOW_TRACKING_URI=tracking_server.uri)
-        yield Reproduced(project, tracking_server)
-    finally:
-        tracking_server.stop()
+    """A scenario's own tiny project, download and preprocess already run (no MLflow in them)."""
+    params = {**TINY_PARAMS, "registry": {"model_name": MODEL_NAME}}
+    return make_project(tmp_path / "project", tiny_zip(), params, prepared=True)
 
 
 def run_ids(client: mlflow.MlflowClient) -> set[str]:
     experiments = [e.experiment_id for e in client.search_experiments()]
     return {r.info.run_id for r in client.search_runs(experiments)}
-
-
-def translate(project: Path, model: str, uri: str) -> list[str]:
-    """``charmt translate --model model WORDS`` in ``project``; its standard output's lines."""
-    done = subprocess.run(
-        ["charmt", "translate", "--model", model, *WORDS],
-        cwd=project,
-        env=subprocess_env(MLFLOW_TRACKING_URI=uri),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done.stdout.splitlines()
-
-
-def test_pipeline_logs_runs_metrics_models_and_samples_through_the_server(reproduced):
-    project, server = reproduced.project, reproduced.server
-    client = mlflow.MlflowClient(server.uri)
-    run_id = json.loads((project / "models/mlflow_run.json").read_text())["run_id"]
-    logged = client.get_run(run_id)
-    assert logged.info.status == "FINISHED"
-    assert logged.data.params["train.epochs"] == "3"
-    evaluation = json.loads((project / "metrics/eval.json").read_text())
-    for name in ("exact_match", "char_accuracy", "bleu", "chrf", "test_loss"):
-        assert logged.data.metrics[name] == pytest.approx(evaluation[name])
-    assert "best_val_loss" in logged.data.metrics
-    losses = client.get_metric_history(run_id, "loss")
-    assert sorted(m.step for m in losses) == [1, 2, 3]
-
-    models = client.search_logged_models(
-        experiment_ids=[logged.info.experiment_id],
-        filter_string=f"source_run_id = '{run_id}'",
-    )
-    assert sorted(m.name for m in models) == ["model", "translator"]  # each once, none half-logged
-    assert all(m.status == "READY" for m in models), models
-
-    # Proxied artifacts: the run's artifacts go through the server, which keeps them in its own
-    # --artifacts-destination; the client only ever talks HTTP.
-    assert logged.info.artifact_uri.startswith("mlflow-artifacts:")
-    assert "samples.tsv" in {a.path for a in client.list_artifacts(run_id)}
-    copy = client.download_artifacts(run_id, "samples.tsv", str(project.parent))
-    assert Path(copy).read_text() == (project / "metrics/samples.tsv").read_text()
-    assert list(server.artifacts.rglob("samples.tsv"))
-
-    # The registry on the server: version 1, champion, with the decision in the run and file.
-    champion = client.get_model_version_by_alias(MODEL_NAME, "champion")
-    assert (champion.version, champion.run_id) == ("1", run_id)
-    promotion = json.loads((project / "metrics/promotion.json").read_text())
-    assert (promotion["version"], promotion["promoted"]) == (1, True)
-    assert logged.data.tags["promotion.decision"] == promotion["decision"]
-
-
-def test_translate_and_serve_the_champion_from_the_server(reproduced, tmp_path):
-    project, server = reproduced.project, reproduced.server
-    expected = translate(project, "models", server.uri)
-    assert len(expected) == len(WORDS)
-    assert translate(project, f"models:/{MODEL_NAME}@champion", server.uri) == expected
-
-    env = subprocess_env(MLFLOW_TRACKING_URI=server.uri)
-    champion = f"models:/{MODEL_NAME}@champion"
-    with served(champion, tmp_path / "serve.log", env, cwd=tmp_path) as serving:
-        status, text = post(f"{serving.url}/invocations", json.dumps({"inputs": WORDS}).encode())
-    assert status == 200, text
-    assert json.loads(text)["predictions"] == expected
 
 
 def test_a_training_that_loses_the_server_is_kept_and_logged_when_it_is_back(project, server):
@@ -242,8 +153,7 @@ def test_a_training_that_loses_the_server_is_kept_and_logged_when_it_is_back(pro
 
 
 def test_train_fails_at_once_with_one_line_when_the_server_is_stopped(project, server):
-    run(["dvc", "repro", "preprocess"], project)  # the train stage's inputs, no MLflow needed
-    server.stop()
+    server.stop()  # the train stage's inputs are there: the project is prepared
     done = subprocess.run(
         ["dvc", "repro", "-f", "-s", "train"],
         cwd=project,
