@@ -26,8 +26,9 @@ from typing import Any
 import pytest
 import yaml
 
-# Fixtures defined beside this file, for every test module.
+# Fixtures and hooks defined beside this file, for every test module.
 from postgres_cluster import postgres  # noqa: F401  (a fixture)
+from scheduling import pytest_collection_modifyitems, pytest_xdist_make_scheduler  # noqa: F401
 
 from charmt.data import Pair, build_vocabularies
 
@@ -196,28 +197,6 @@ def git_commit(directory: Path, message: str) -> None:
         run(["git", "init", "-q"], directory)
     run(["git", "add", "-A"], directory)
     run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", message], directory)
-
-
-# The xdist work units (see pyproject's addopts) that take longest, started first so that the
-# two workers finish together; measured with --durations on CI's 2-core host (docs/ci.md).
-HEAVIEST_FIRST = ("postgres", "sweep", "test_resume", "test_remote", "test_docs")
-
-
-def work_unit(item: pytest.Item) -> str:
-    """The work unit ``item`` runs in: its ``xdist_group`` mark, else its module."""
-    mark = item.get_closest_marker("xdist_group")
-    return str(mark.args[0]) if mark else item.module.__name__
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Keep each module on one worker (its module-scoped fixtures are built once), and order
-    the work units heaviest first. Before xdist's own hook, which reads the marks."""
-    for item in items:
-        if not item.get_closest_marker("xdist_group"):
-            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
-    rank = {name: index for index, name in enumerate(HEAVIEST_FIRST)}
-    items.sort(key=lambda item: rank.get(work_unit(item), len(rank)))
 
 
 @pytest.hookimpl(wrapper=True)

@@ -175,7 +175,7 @@ def test_check_run_fails_a_wrong_params_diff(tmp_path, changes):
 def test_under_ci_a_skipped_test_fails(tmp_path):
     """tests/conftest.py turns any skip into a failure when CI is set, so a tool or server CI
     lacks cannot pass unseen; outside CI the same test is skipped."""
-    for name in ("conftest.py", "postgres_cluster.py"):
+    for name in ("conftest.py", "postgres_cluster.py", "scheduling.py"):
         shutil.copy(PROJECT / "tests" / name, tmp_path / name)
     (tmp_path / "test_needs_a_tool.py").write_text(
         "import pytest\n\n\n"
@@ -199,3 +199,58 @@ def test_under_ci_a_skipped_test_fails(tmp_path):
     assert "the tool is not installed" in under_ci.stdout
     outside = pytest_in(tmp_path, "")
     assert outside.returncode == 0 and "1 skipped" in outside.stdout, outside.stdout[-3000:]
+
+
+# A suite of four modules: each test and each module fixture's build writes a line to a log.
+SUITE_MODULE = """import os
+
+import pytest
+
+
+def log(line):
+    with open(os.environ["SUITE_LOG"], "a") as file:
+        file.write(f"{{os.environ['PYTEST_XDIST_WORKER']}} {{line}}\\n")
+
+
+@pytest.fixture(scope="module")
+def built():
+    log("built {module}")
+
+
+@pytest.mark.parametrize("case", range(4))
+def test_case(built, case):
+    log("ran {module}")
+"""
+
+
+def test_each_module_runs_on_one_worker_and_the_shared_ones_together(tmp_path):
+    """tests/scheduling.py under two workers: a module's fixtures are built once, the modules
+    that share a session fixture run on one worker, the heaviest unit starts first, and both
+    workers get work."""
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    modules = ("test_alpha", "test_server", "test_beta", "test_team_server")
+    for module in modules:
+        (suite / f"{module}.py").write_text(SUITE_MODULE.format(module=module))
+    log = tmp_path / "suite.log"
+    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "scheduling", "-q"]
+    command += ["-n", "2", "--dist", "loadscope", "--no-loadscope-reorder"]
+    done = subprocess.run(
+        [*command, "-c", os.devnull, "--rootdir", str(suite), str(suite)],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(SUITE_LOG=str(log), PYTHONPATH=str(PROJECT / "tests")),
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-3000:]
+    lines = [line.split() for line in log.read_text().splitlines()]
+    workers = {module: {w for w, _, m in lines if m == module} for module in modules}
+    assert all(len(ran_on) == 1 for ran_on in workers.values()), workers
+    assert workers["test_server"] == workers["test_team_server"]
+    assert len(set().union(*workers.values())) == 2, workers
+    for module in modules:
+        assert [w for w, what, m in lines if (what, m) == ("built", module)] == [*workers[module]]
+        assert sum((what, m) == ("ran", module) for _, what, m in lines) == 4
+    # The heaviest unit ("postgres", collected second and fourth) is a worker's first.
+    first_of = {w: next(m for w2, _, m in lines if w2 == w) for w in ("gw0", "gw1")}
+    assert "test_server" in first_of.values(), first_of

@@ -18,7 +18,7 @@ from charmt.registry import CHAMPION, SCORE_TAG
 
 MODEL_NAME = "charmt-translator"  # params.yaml's registry.model_name, which the sweep keeps
 
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("sweep")]
+pytestmark = pytest.mark.e2e  # on the sweep's worker (tests/scheduling.py)
 
 
 def experiments(project) -> dict[str, dict]:

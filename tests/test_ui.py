@@ -31,7 +31,7 @@ from conftest import SWEEP_PARAMS, run, subprocess_env
 from charmt import tracking
 from charmt.processes import stop_group
 
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("sweep")]
+pytestmark = pytest.mark.e2e  # on the sweep's worker (tests/scheduling.py)
 
 # The system packages' paths; CHARMT_CHROMIUM / CHARMT_CHROMEDRIVER name another Chrome and its
 # driver (GitHub's runners have Google Chrome and a matching chromedriver preinstalled).
