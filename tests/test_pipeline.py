@@ -52,14 +52,22 @@ def check_evaluation(project: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Path:
-    """A git + DVC copy of the project whose data.url is a tiny zip with tiny params."""
+def reproduced(tmp_path_factory) -> tuple[Path, str]:
+    """A git + DVC copy of the project whose data.url is a tiny zip with tiny params, after its
+    first ``dvc repro``; the project and that command's output. Each test below reads it, or
+    runs what a user would run next, so that each passes alone and in any order."""
     root = tmp_path_factory.mktemp("pipeline")
-    return make_project(root / "project", write_tiny_zip(root / "fra-eng.zip"))
+    project = make_project(root / "project", write_tiny_zip(root / "fra-eng.zip"))
+    return project, run(["dvc", "repro"], project)
 
 
-def test_repro_runs_every_stage_and_writes_every_output(project):
-    output = run(["dvc", "repro"], project)
+@pytest.fixture
+def project(reproduced) -> Path:
+    return reproduced[0]
+
+
+def test_repro_runs_every_stage_and_writes_every_output(reproduced):
+    project, output = reproduced
     assert ran(output) == set(STAGES)
 
     data = json.loads((project / "metrics/data.json").read_text())

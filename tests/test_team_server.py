@@ -7,9 +7,9 @@ roles docs/team.md grants; every check goes through the proxy over real HTTPS.
 What one pipeline run logs through a server with proxied artifacts (the run, its metrics and
 models, its artifacts in the server's destination, the registered champion) is proved here, on
 the trainer's run that the maintainer promotes (``promoted``); tests/test_server.py keeps the
-plain server's own scenarios. The tests that look at the champion come before the sweep, which
-registers more versions. The PostgreSQL cluster is the session's, shared with
-tests/test_server.py (the same xdist group: one worker runs both).
+plain server's own scenarios. The sweep registers into a model of its own, so the tests pass in
+any order. The PostgreSQL cluster is the worker's, shared with tests/test_server.py (one work
+unit in tests/scheduling.py: one worker runs both).
 
 Needs PostgreSQL and nginx from the system packages (``.ci/install-system-packages``): skipped
 without them, except in CI, where that is a failure.
@@ -54,6 +54,7 @@ from charmt.processes import stop_group as stop
 pytestmark = pytest.mark.e2e
 
 MODEL_NAME = "charmt-translator"
+SWEEP_MODEL = "charmt-sweep"
 EXPERIMENT = "charmt"
 ADMIN_PASSWORD = "admin-Secret-7f3a9c"  # at least 12 characters: MLflow refuses shorter
 PASSWORDS = {
@@ -546,10 +547,16 @@ def test_telemetry_is_off_in_the_servers_and_the_pipeline(team, tmp_path):
 def test_a_sweep_through_two_server_processes_completes_and_crowns_the_best(
     team, tmp_path, monkeypatch
 ):
+    # The sweep registers into a model of its own, made and granted by the admin as docs/team.md
+    # does the team's: the team's champion stays the promoted run's, whatever the tests' order.
+    team.client("admin", monkeypatch).create_registered_model(SWEEP_MODEL)
+    auth = mlflow.server.get_app_client("basic-auth", tracking_uri=team.uri)
+    auth.grant_user_permission("maintainer", "registered_model", SWEEP_MODEL, "EDIT")
     project = new_project(tmp_path)
     env = team.env("maintainer")
     # Two experiments, one for each worker; tests/test_sweeps.py runs the 2 x 2 grid locally.
-    run(["dvc", "exp", "run", "--queue", "-S", "train.latent_dim=16,32"], project, **env)
+    sweep = ["-S", "train.latent_dim=16,32", "-S", f"registry.model_name={SWEEP_MODEL}"]
+    run(["dvc", "exp", "run", "--queue", *sweep], project, **env)
     served_before = (team.directory / "access.log").read_text().count("\n")
     started = subprocess.run(
         ["dvc", "queue", "start", "-j", "2"],
@@ -580,14 +587,14 @@ def test_a_sweep_through_two_server_processes_completes_and_crowns_the_best(
         assert logged.info.status == "FINISHED"
         assert "char_accuracy" in logged.data.metrics and "promotion.decision" in logged.data.tags
     # The champion is the best of every version scored on this test split.
-    champion = client.get_model_version_by_alias(MODEL_NAME, "champion")
+    champion = client.get_model_version_by_alias(SWEEP_MODEL, "champion")
     tag = next(key for key in champion.tags if key.startswith("test_score."))
     scores = {
         v.version: float(v.tags[tag])
-        for v in client.search_model_versions(f"name = '{MODEL_NAME}'")
+        for v in client.search_model_versions(f"name = '{SWEEP_MODEL}'")
         if tag in v.tags
     }
-    assert run_ids <= {v.run_id for v in client.search_model_versions(f"name = '{MODEL_NAME}'")}
+    assert run_ids <= {v.run_id for v in client.search_model_versions(f"name = '{SWEEP_MODEL}'")}
     assert float(champion.tags[tag]) == max(scores.values())
     # Both server processes answered the sweep's requests, through the one proxy.
     lines = (team.directory / "access.log").read_text().splitlines()[served_before:]
