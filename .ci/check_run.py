@@ -22,7 +22,7 @@ import math
 import sys
 from pathlib import Path
 
-from charmt.metrics import SCORE_RANGES
+from charmt.evaluation.metrics import SCORE_RANGES
 
 # Each score of metrics/eval.json and the range it must lie in.
 RANGES = {**SCORE_RANGES, "test_sentences": (1, math.inf)}

@@ -44,9 +44,9 @@ RESULTS = HERE / "results"
 
 def tiny_model(directory: Path) -> Path:
     """A small model trained on reversed words over 'abcdefgh' (the tests' task), in seconds."""
-    from charmt.data import Pair, build_vocabularies
-    from charmt.training import TrainParams, train_model
-    from charmt.translator import Translator
+    from charmt.data.pairs import Pair, build_vocabularies
+    from charmt.inference.translator import Translator
+    from charmt.training.fit import TrainParams, train_model
 
     rng = random.Random(1)
     words: set[str] = set()
@@ -74,7 +74,7 @@ def sentence_pool(model_dir: Path | None, sentences_file: Path | None) -> list[s
         if not pool:
             sys.exit(f"no sentences in {sentences_file}")
         return pool
-    from charmt.translator import Translator
+    from charmt.inference.translator import Translator
 
     translator = Translator.load(model_dir)
     known = set(translator.vocabularies.source.chars)
@@ -94,7 +94,7 @@ def sentence_pool(model_dir: Path | None, sentences_file: Path | None) -> list[s
 
 def bad_requests(good: list[str]) -> list[tuple[str, bytes, str]]:
     """(what is wrong, body, content type): each must get a 4xx, the server must keep serving."""
-    from charmt.pyfunc import MAX_CHARACTERS, MAX_SENTENCES
+    from charmt.serving.pyfunc import MAX_CHARACTERS, MAX_SENTENCES
 
     def body(value: object) -> bytes:
         return json.dumps(value).encode()
@@ -202,7 +202,7 @@ def main() -> None:
 
     from bench.servers import served
     from charmt import tracking
-    from charmt.translator import Translator
+    from charmt.inference.translator import Translator
 
     model_dir = args.model or tiny_model(WORK / f"models-{os.getpid()}")
     pool = sentence_pool(model_dir, args.sentences)

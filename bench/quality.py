@@ -92,7 +92,7 @@ METRICS = ("exact_match", "char_accuracy", "bleu", "chrf")
 
 
 def _raw(data: str) -> str:
-    from charmt.download import fetch_pairs_file
+    from charmt.data.download import fetch_pairs_file
 
     raw = WORK / "fra.txt"
     if not raw.exists():
@@ -107,9 +107,9 @@ def progress_callback(vocabularies, splits, rows, curve_every, budget_seconds, c
     that moment (appending to ``curve``); stop once ``budget_seconds`` are spent."""
     import keras
 
-    from charmt import metrics
-    from charmt.data import group_references
-    from charmt.translator import Translator
+    from charmt.data.pairs import group_references
+    from charmt.evaluation import metrics
+    from charmt.inference.translator import Translator
 
     references = group_references(splits["test"])
     sources = list(references)
@@ -160,11 +160,11 @@ def worker(
     budget_seconds: float | None,
 ) -> dict:
     """Prepare (cached), train, and evaluate with each beam width; one JSON-able dict."""
-    from charmt.data import build_vocabularies, load_split, prepare
-    from charmt.evaluation import evaluate
-    from charmt.model import ModelParams
-    from charmt.training import TrainParams, train_model
-    from charmt.translator import Translator
+    from charmt.data.pairs import build_vocabularies, load_split, prepare
+    from charmt.evaluation.scoring import evaluate
+    from charmt.inference.translator import Translator
+    from charmt.models.model import ModelParams
+    from charmt.training.fit import TrainParams, train_model
 
     prepared = WORK / f"prepared-{num_samples or 'all'}-{base_pairs}"
     if not (prepared / "test.tsv").exists():

@@ -48,7 +48,7 @@ def _defaults() -> tuple[dict, object]:
     """The pipeline's preprocess section (params.yaml) and the default ``TrainParams``."""
     import yaml
 
-    # From charmt.params, not charmt.training: the driver stays free of TensorFlow.
+    # From charmt.params, not charmt.training.fit: the driver stays free of TensorFlow.
     from charmt.params import TrainParams
 
     params = yaml.safe_load((HERE.parent / "params.yaml").read_text(encoding="utf-8"))
@@ -63,7 +63,7 @@ def _peak_rss_mib() -> float:
 
 
 def _splits(data: str, num_samples: int):
-    from charmt.data import load_split, prepare
+    from charmt.data.pairs import load_split, prepare
 
     preprocess, _ = _defaults()
     prepared = WORK / f"prepared-{num_samples}"
@@ -73,7 +73,7 @@ def _splits(data: str, num_samples: int):
 
 
 def _raw(data: str) -> str:
-    from charmt.download import fetch_pairs_file
+    from charmt.data.download import fetch_pairs_file
 
     raw = WORK / "fra.txt"
     if not raw.exists():
@@ -82,8 +82,8 @@ def _raw(data: str) -> str:
 
 
 def _quality(outputs: list[str], test) -> dict[str, float]:
-    from charmt import metrics
-    from charmt.data import group_references
+    from charmt.data.pairs import group_references
+    from charmt.evaluation import metrics
 
     references = group_references(test)
     refs = [references[s] for s in references]
@@ -94,9 +94,9 @@ def _quality(outputs: list[str], test) -> dict[str, float]:
 
 
 def worker_ours(data: str, num_samples: int, epochs: int, evaluate: bool) -> dict:
-    from charmt.data import build_vocabularies, group_references
-    from charmt.training import TrainParams, train_model
-    from charmt.translator import Translator
+    from charmt.data.pairs import build_vocabularies, group_references
+    from charmt.inference.translator import Translator
+    from charmt.training.fit import TrainParams, train_model
 
     splits = _splits(data, num_samples)
     train = splits["train"]
@@ -149,9 +149,9 @@ def transformer_params(epochs: int):
 def worker_transformer(data: str, num_samples: int, epochs: int) -> dict:
     """``worker_ours`` with the Transformer profile; its translator is saved for worker_decode,
     which times its greedy decoding beside the seed model's."""
-    from charmt.data import build_vocabularies, group_references
-    from charmt.training import train_model
-    from charmt.translator import Translator
+    from charmt.data.pairs import build_vocabularies, group_references
+    from charmt.inference.translator import Translator
+    from charmt.training.fit import train_model
 
     splits = _splits(data, num_samples)
     train = splits["train"]
@@ -176,8 +176,8 @@ def worker_seed(data: str, num_samples: int, epochs: int) -> dict:
     import keras
 
     from bench.seed import SeedData, build_seed_model, seed_decode
-    from charmt.data import group_references
-    from charmt.optimization import build_optimizer
+    from charmt.data.pairs import group_references
+    from charmt.models.optimization import build_optimizer
 
     _, params = _defaults()
     splits = _splits(data, num_samples)
@@ -230,9 +230,9 @@ def worker_decode(
 ) -> dict:
     import numpy as np
 
-    from charmt.data import group_references
-    from charmt.decoding import SeedStyleDecoder
-    from charmt.translator import DEFAULT_LENGTH_MARGIN, Translator
+    from charmt.data.pairs import group_references
+    from charmt.inference.decoding import SeedStyleDecoder
+    from charmt.inference.translator import DEFAULT_LENGTH_MARGIN, Translator
 
     splits = _splits(data, num_samples)
     sources = list(group_references(splits["test"]))
@@ -364,7 +364,7 @@ def training_flops(pairs, padded: bool = False) -> float:
     Over the real characters (``padded=False``), or over the seed's arrays padded to the longest
     sentence of the data (``padded=True``). The backward pass costs about twice the forward.
     """
-    from charmt.vocab import SPECIAL_TOKENS
+    from charmt.data.vocabulary import SPECIAL_TOKENS
 
     source_vocab = len(SPECIAL_TOKENS) + len({c for p in pairs for c in p.source})
     target_vocab = len(SPECIAL_TOKENS) + len({c for p in pairs for c in p.target})
@@ -403,7 +403,7 @@ def versions() -> dict[str, str]:
 
 def write_results(directory: Path, results: dict) -> Path:
     """The JSON results file, written atomically (a reader never sees half of it); its path."""
-    from charmt.atomic import write_json
+    from charmt.io.atomic import write_json
 
     path = directory / f"{results['date'][:10]}.json"
     write_json(path, results)
@@ -497,7 +497,7 @@ def main() -> None:
     transformer = done["transformer"]
     growth = {n: done[f"growth-{n}"] for n in args.growth}
 
-    from charmt.data import load_split
+    from charmt.data.pairs import load_split
 
     train = load_split(WORK / f"prepared-{args.num_samples}", "train")
     flops = training_flops(train)
@@ -580,7 +580,7 @@ def main() -> None:
     d["transformer_vs_ours"] = (
         d["transformer_split_sentences_per_second"] / d["split_batched_sentences_per_second"]
     )
-    from charmt.atomic import write_text
+    from charmt.io.atomic import write_text
 
     path = write_results(args.results, results)
     write_text(path.with_suffix(".md"), markdown(results))

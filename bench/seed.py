@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import keras
 import numpy as np
 
-from charmt.data import Pair
+from charmt.data.pairs import Pair
 
 START, END, SPACE = "\t", "\n", " "
 

@@ -26,7 +26,7 @@ import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
-from charmt.processes import free_port, stop_group
+from charmt.io.processes import free_port, stop_group
 
 __all__ = ["Server", "free_port", "post", "served", "started"]
 

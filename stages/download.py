@@ -15,7 +15,7 @@ def main() -> None:
 
     data = load_sections(args.params, ["data"])["data"]
 
-    from charmt.download import fetch_pairs_file  # after the params check: it imports requests
+    from charmt.data.download import fetch_pairs_file  # after the params check: it imports requests
 
     fetch_pairs_file(data["url"], args.out, data.get("sha256"))
     print(f"wrote {args.out}")

@@ -26,11 +26,12 @@ def main() -> None:
     # Imported once the params are known to be good: a mistake fails before TensorFlow loads.
     import mlflow
 
-    from charmt import registry, tracking
-    from charmt.atomic import write_json, write_table
-    from charmt.data import load_split
-    from charmt.evaluation import SAMPLE_COLUMNS, evaluate
-    from charmt.translator import Translator
+    from charmt import tracking
+    from charmt.data.pairs import load_split
+    from charmt.evaluation.scoring import SAMPLE_COLUMNS, evaluate
+    from charmt.inference.translator import Translator
+    from charmt.io.atomic import write_json, write_table
+    from charmt.pipeline import registry
 
     tracking.check_reachable()
     translator = Translator.load(args.model)

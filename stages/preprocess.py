@@ -5,9 +5,9 @@ import argparse
 import json
 from pathlib import Path
 
-from charmt.atomic import write_json
-from charmt.data import prepare
+from charmt.data.pairs import prepare
 from charmt.errors import exit_on_error
+from charmt.io.atomic import write_json
 from charmt.params import load_sections
 
 

@@ -4,7 +4,7 @@ Writes the model directory (model, vocabularies, lengths, MLflow run id), the pe
 and the training summary. After every epoch a checkpoint goes to --checkpoints (not a DVC output,
 so DVC leaves it alone): an interrupted run, started again with the same params, data and code,
 resumes from its last finished epoch in the same MLflow run. The checkpoints are removed once the
-outputs are written and the run is complete (charmt.train_stage).
+outputs are written and the run is complete (charmt.pipeline.train).
 """
 
 import argparse
@@ -28,7 +28,7 @@ def main() -> None:
     params = load_sections(args.params, TRAIN_SECTIONS)
 
     # Imported once the params are known to be good: a mistake fails before MLflow loads.
-    from charmt.train_stage import Outputs, run
+    from charmt.pipeline.train import Outputs, run
 
     outputs = Outputs(args.model, args.history, args.metrics, args.checkpoints)
     run(params, args.prepared, outputs, params_file=args.params)

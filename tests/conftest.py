@@ -30,7 +30,7 @@ import yaml
 from postgres_cluster import postgres  # noqa: F401  (a fixture)
 from scheduling import pytest_collection_modifyitems, pytest_xdist_make_scheduler  # noqa: F401
 
-from charmt.data import Pair, build_vocabularies
+from charmt.data.pairs import Pair, build_vocabularies
 
 PROJECT = Path(__file__).resolve().parents[1]
 
@@ -49,8 +49,8 @@ def assert_batched_decoding_matches_seed_style(translator: Any, sources: list[st
     decoder gives, for ``sources`` of different lengths in one batch (any architecture)."""
     import numpy as np
 
-    from charmt.batches import pad
-    from charmt.decoding import GreedyDecoder, SeedStyleDecoder
+    from charmt.data.batches import pad
+    from charmt.inference.decoding import GreedyDecoder, SeedStyleDecoder
 
     assert len({len(s) for s in sources}) >= 4
     max_length = translator.max_target_length + 11
@@ -263,8 +263,8 @@ def mlflow_store(
 
 @dataclass
 class Trained:
-    translator: object  # charmt.translator.Translator; TensorFlow is imported lazily
-    result: object  # charmt.training.TrainResult
+    translator: object  # charmt.inference.translator.Translator; TensorFlow is imported lazily
+    result: object  # charmt.training.fit.TrainResult
     model_dir: Path
     train: list[Pair]
     held_out: list[Pair]
@@ -273,8 +273,8 @@ class Trained:
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
     """A small model trained on the reversal task, saved as a models/ directory."""
-    from charmt.training import TrainParams, train_model
-    from charmt.translator import Translator
+    from charmt.inference.translator import Translator
+    from charmt.training.fit import TrainParams, train_model
 
     pairs = reversal_pairs(900, seed=1)
     random.Random(2).shuffle(pairs)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from charmt.processes import free_port
+from charmt.io.processes import free_port
 
 
 def _postgres_bin() -> Path:

@@ -1,4 +1,4 @@
-"""Tests for charmt.atomic: outputs appear whole or not at all."""
+"""Tests for charmt.io.atomic: outputs appear whole or not at all."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from charmt.atomic import atomic_dir, atomic_path, write_json, write_table, write_text
+from charmt.io.atomic import atomic_dir, atomic_path, write_json, write_table, write_text
 
 
 class Boom(Exception):

@@ -9,20 +9,20 @@ import numpy as np
 import pytest
 from conftest import assert_batched_decoding_matches_seed_style, reversal_pairs
 
-from charmt import metrics
-from charmt.cli import main as cli_main
-from charmt.data import build_vocabularies
+from charmt.cli.main import main as cli_main
+from charmt.data.pairs import build_vocabularies
 from charmt.errors import CharmtError
-from charmt.model import (
+from charmt.evaluation import metrics
+from charmt.inference.translator import Translator
+from charmt.models.model import (
     ModelParams,
     architecture_of,
     build_model,
     decoder_step_model,
     encoder_model,
 )
-from charmt.modeldir import INFO_FILE
-from charmt.optimization import compile_model
-from charmt.translator import Translator
+from charmt.models.modeldir import INFO_FILE
+from charmt.models.optimization import compile_model
 
 ARCHITECTURES = {
     "attention": ModelParams(architecture="attention"),
@@ -35,7 +35,7 @@ ARCHITECTURES = {
 @pytest.fixture(scope="module", params=list(ARCHITECTURES))
 def attention_trained(request, tmp_path_factory):
     """A small attention model trained on the reversal task (as the seed's ``trained``)."""
-    from charmt.training import TrainParams, train_model
+    from charmt.training.fit import TrainParams, train_model
 
     pairs = reversal_pairs(900, seed=1)
     random.Random(2).shuffle(pairs)

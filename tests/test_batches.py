@@ -1,4 +1,4 @@
-"""Tests for charmt.batches: padding, teacher forcing, length-grouped batches."""
+"""Tests for charmt.data.batches: padding, teacher forcing, length-grouped batches."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import random
 import numpy as np
 import pytest
 
-from charmt.batches import EncodedPairs, LengthBatches, pad, teacher_forcing_batch
-from charmt.data import Pair, build_vocabularies
-from charmt.vocab import END, PAD, START, Vocabularies, Vocabulary
+from charmt.data.batches import EncodedPairs, LengthBatches, pad, teacher_forcing_batch
+from charmt.data.pairs import Pair, build_vocabularies
+from charmt.data.vocabulary import END, PAD, START, Vocabularies, Vocabulary
 
 
 def ids(*values: int) -> np.ndarray:

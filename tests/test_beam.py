@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from charmt.batches import pad
-from charmt.decoding import BeamDecoder, DecoderStep, GreedyDecoder, decoder_step
+from charmt.data.batches import pad
+from charmt.data.vocabulary import END, START
 from charmt.errors import CharmtError
-from charmt.evaluation import evaluate
-from charmt.model import ModelParams, build_model
-from charmt.vocab import END, START
+from charmt.evaluation.scoring import evaluate
+from charmt.inference.decoding import BeamDecoder, DecoderStep, GreedyDecoder, decoder_step
+from charmt.models.model import ModelParams, build_model
 
 
 def encode(translator, sentences):

@@ -123,7 +123,7 @@ def test_the_driver_does_not_import_tensorflow():
     # Its workers do, each in its own process; the driver reads the defaults, counts FLOPs and
     # records the Transformer profile it trains.
     code = (
-        "import sys; from bench import run; from charmt.data import Pair; "
+        "import sys; from bench import run; from charmt.data.pairs import Pair; "
         "run._defaults(); run.training_flops([Pair('Go.', 'Va !')]); run.transformer_params(2); "
         "assert 'tensorflow' not in sys.modules, 'tensorflow imported'"
     )

@@ -57,7 +57,7 @@ def test_ui_on_a_port_in_use_is_one_clear_line_and_exit_1(tmp_path):
         taken.listen()
         port = taken.getsockname()[1]
         done = subprocess.run(
-            [sys.executable, "-m", "charmt.cli", "ui", "--no-browser", "--port", str(port)],
+            [sys.executable, "-m", "charmt.cli.main", "ui", "--no-browser", "--port", str(port)],
             cwd=tmp_path,
             capture_output=True,
             text=True,
@@ -73,7 +73,7 @@ def test_ui_on_a_port_in_use_is_one_clear_line_and_exit_1(tmp_path):
 
 
 def test_ui_opens_the_experiment_params_yaml_names(tmp_path):
-    from charmt.ui import experiment_name
+    from charmt.cli.ui import experiment_name
 
     assert experiment_name(tmp_path / "params.yaml") == "charmt"  # no params file
     (tmp_path / "params.yaml").write_text("tracking:\n  experiment_name: sweeps\n")

@@ -17,11 +17,11 @@ import pytest
 import yaml
 from conftest import PROJECT, subprocess_env
 
-from charmt import cli
+from charmt.cli import main as cli
+from charmt.data.vocabulary import VOCABULARIES_FILE
 from charmt.errors import CharmtError
-from charmt.modeldir import INFO_FILE, MODEL_FILE
-from charmt.translator import Translator
-from charmt.vocab import VOCABULARIES_FILE
+from charmt.inference.translator import Translator
+from charmt.models.modeldir import INFO_FILE, MODEL_FILE
 
 
 def _sha256(path):

@@ -1,4 +1,5 @@
-"""Tests for charmt.data: reading fra.txt, splitting by English sentence, the prepared files."""
+"""Tests for charmt.data.pairs: reading fra.txt, splitting by English sentence, the prepared
+files."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from charmt.data import (
+from charmt.data.pairs import (
     SPLITS,
     VOCABULARIES_FILE,
     Pair,
@@ -19,8 +20,8 @@ from charmt.data import (
     read_pairs,
     split_pairs,
 )
+from charmt.data.vocabulary import Vocabularies, Vocabulary
 from charmt.errors import CharmtError
-from charmt.vocab import Vocabularies, Vocabulary
 
 ATTRIBUTION = "CC-BY 2.0 (France) Attribution: tatoeba.org #2877272 (CM) & #1158250 (Wittydev)"
 

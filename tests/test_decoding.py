@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from conftest import assert_batched_decoding_matches_seed_style
 
-from charmt.decoding import GreedyDecoder, SeedStyleDecoder
-from charmt.model import build_model
-from charmt.translator import Translator
-from charmt.vocab import END, Vocabularies, Vocabulary
+from charmt.data.vocabulary import END, Vocabularies, Vocabulary
+from charmt.inference.decoding import GreedyDecoder, SeedStyleDecoder
+from charmt.inference.translator import Translator
+from charmt.models.model import build_model
 
 
 def test_batched_decoding_equals_one_sentence_at_a_time(trained):

@@ -61,7 +61,7 @@ class Context:
 
 def charmt_help(*args: str) -> str:
     done = subprocess.run(
-        [sys.executable, "-m", "charmt.cli", *args, "--help"],
+        [sys.executable, "-m", "charmt.cli.main", *args, "--help"],
         capture_output=True,
         text=True,
         env=subprocess_env(),
@@ -598,7 +598,7 @@ def test_the_readme_tour_runs(tmp_path):
         if os.environ.get("CI"):
             pytest.fail(f"{SHARED_DATA} not found (CI puts shared/ beside the checkout)")
         pytest.skip(f"{SHARED_DATA} not found")
-    from charmt.processes import free_port
+    from charmt.io.processes import free_port
 
     lines = tour_lines()
     assert lines[0] == "dvc repro"

@@ -1,4 +1,4 @@
-"""Tests for charmt.download: a real HTTP server on 127.0.0.1, local files, no network."""
+"""Tests for charmt.data.download: a real HTTP server on 127.0.0.1, local files, no network."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from charmt.download import fetch_pairs_file
+from charmt.data.download import fetch_pairs_file
 from charmt.errors import CharmtError
 
 TWO_COLUMNS = "Go.\tVa !\nHi.\tSalut !\n"

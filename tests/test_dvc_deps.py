@@ -1,9 +1,9 @@
 """dvc.yaml cannot drift from the code: each stage lists every project module its script runs.
 
-The modules are found from the code itself (``charmt.codedeps``: the script's ``charmt`` imports,
-followed transitively, imports inside functions included), so a new module, or a new import of an
-old one, fails here until ``dvc.yaml`` lists it; otherwise editing it would leave ``dvc status``
-clean and the stage's results stale.
+The modules are found from the code itself (``charmt.pipeline.codedeps``: the script's ``charmt``
+imports, followed transitively, imports inside functions included), so a new module, or a new
+import of an old one, fails here until ``dvc.yaml`` lists it; otherwise editing it would leave
+``dvc status`` clean and the stage's results stale.
 """
 
 import re
@@ -13,7 +13,7 @@ import pytest
 import yaml
 from conftest import PROJECT
 
-from charmt import codedeps
+from charmt.pipeline import codedeps
 
 STAGES = yaml.safe_load((PROJECT / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
 
@@ -54,13 +54,14 @@ def test_no_stage_lists_a_module_it_does_not_run(name):
 
 
 def test_the_check_sees_imports_inside_functions_and_across_modules(tmp_path):
-    """A stage that imports charmt.translator only inside main() still needs the model code."""
+    """A stage that imports charmt.inference.translator only inside main() still needs the model
+    code."""
     script = tmp_path / "stage.py"
-    script.write_text("def main():\n    from charmt.translator import Translator\n")
+    script.write_text("def main():\n    from charmt.inference.translator import Translator\n")
     modules = {p.name for p in codedeps.module_files(script)}
-    assert {"translator.py", "modeldir.py", "model.py", "vocab.py", "__init__.py"} <= modules
-    stage = {"cmd": f"python {script}", "deps": ["src/charmt/translator.py"]}
-    assert "src/charmt/model.py" in [
+    assert {"translator.py", "modeldir.py", "model.py", "vocabulary.py", "__init__.py"} <= modules
+    stage = {"cmd": f"python {script}", "deps": ["src/charmt/inference/translator.py"]}
+    assert "src/charmt/models/model.py" in [
         str(p.relative_to(PROJECT))
         for p in codedeps.module_files(script)
         if not _covered(p, stage["deps"])

@@ -7,11 +7,11 @@ import math
 import numpy as np
 import pytest
 
-from charmt import metrics
-from charmt.data import Pair
+from charmt.data.pairs import Pair
+from charmt.data.vocabulary import END, START
 from charmt.errors import CharmtError
-from charmt.evaluation import REFERENCE_SEPARATOR, SAMPLE_COLUMNS, evaluate
-from charmt.vocab import END, START
+from charmt.evaluation import metrics
+from charmt.evaluation.scoring import REFERENCE_SEPARATOR, SAMPLE_COLUMNS, evaluate
 
 
 def reversed_correctly(trained, count: int) -> list[str]:

@@ -1,4 +1,4 @@
-"""Tests for charmt.metrics: scores against several references per sentence."""
+"""Tests for charmt.evaluation.metrics: scores against several references per sentence."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 
 import pytest
 
-from charmt.metrics import bleu, char_accuracy, chrf, closest_reference, exact_match
+from charmt.evaluation.metrics import bleu, char_accuracy, chrf, closest_reference, exact_match
 
 Metric = Callable[[Sequence[str], Sequence[Sequence[str]]], float]
 ALL_METRICS = [exact_match, char_accuracy, bleu, chrf]

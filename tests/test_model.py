@@ -5,19 +5,19 @@ import pytest
 from conftest import reversal_pairs
 from keras import layers
 
-from charmt.data import build_vocabularies
+from charmt.data.pairs import build_vocabularies
 from charmt.errors import CharmtError
-from charmt.model import (
+from charmt.inference.translator import Translator
+from charmt.models.model import (
     ModelParams,
     architecture_of,
     build_model,
     decoder_step_model,
     encoder_model,
 )
-from charmt.optimization import compile_model
+from charmt.models.optimization import compile_model
 from charmt.params import TrainParams
-from charmt.training import train_model
-from charmt.translator import Translator
+from charmt.training.fit import train_model
 
 
 @pytest.fixture(scope="module")

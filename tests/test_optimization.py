@@ -6,8 +6,8 @@ import keras
 import numpy as np
 import pytest
 
-from charmt.model import build_model
-from charmt.optimization import (
+from charmt.models.model import build_model
+from charmt.models.optimization import (
     InverseSqrtSchedule,
     SmoothedSparseCrossentropy,
     build_optimizer,

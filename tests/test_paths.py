@@ -1,4 +1,4 @@
-"""Tests for charmt.paths: the project root, also from inside a DVC experiment copy."""
+"""Tests for charmt.io.paths: the project root, also from inside a DVC experiment copy."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from charmt.paths import project_root, resolve_local
+from charmt.io.paths import project_root, resolve_local
 
 
 def test_project_root_is_cwd_normally(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -14,8 +14,8 @@ import mlflow
 import pytest
 from conftest import git_commit, make_project, run, write_tiny_zip
 
-from charmt.data import group_references, load_split
-from charmt.metrics import SCORE_RANGES
+from charmt.data.pairs import group_references, load_split
+from charmt.evaluation.metrics import SCORE_RANGES
 
 pytestmark = pytest.mark.e2e
 

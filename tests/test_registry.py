@@ -7,8 +7,10 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from charmt import cli, registry, tracking
+from charmt import tracking
+from charmt.cli import main as cli
 from charmt.errors import CharmtError
+from charmt.pipeline import registry
 
 NAME = "charmt-test-translator"
 EXPERIMENT = "charmt-test"
@@ -16,8 +18,8 @@ EXPERIMENT = "charmt-test"
 
 def small_model(trained, directory: Path, **params):
     """Another model of the same task, trained on the same pairs with ``params``, saved."""
-    from charmt.training import TrainParams, train_model
-    from charmt.translator import Translator
+    from charmt.inference.translator import Translator
+    from charmt.training.fit import TrainParams, train_model
 
     vocabularies = trained.translator.vocabularies
     settings = TrainParams(batch_size=32, seed=5, **params)

@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 from conftest import PROJECT, make_project, reversal_pairs, run, subprocess_env, tiny_zip
 
-from charmt.checkpoint import Checkpoints
-from charmt.data import build_vocabularies
+from charmt.data.pairs import build_vocabularies
+from charmt.training.checkpoint import Checkpoints
 
 PARAMS = dict(latent_dim=16, batch_size=16, epochs=5, learning_rate=0.02, seed=3)
 
@@ -33,7 +33,7 @@ def task():
 
 
 def _train(task, tmp_path, interrupt_after=None, checkpoints=True, **overrides):
-    from charmt.training import TrainParams, train_model
+    from charmt.training.fit import TrainParams, train_model
 
     train, validation, vocabularies = task
     seen: list[int] = []
@@ -198,9 +198,9 @@ def test_another_configuration_never_resumes_and_its_checkpoints_are_discarded(t
 _STAGE_KEY = """
 import json, sys
 from pathlib import Path
-from charmt.checkpoint import Checkpoints
+from charmt.training.checkpoint import Checkpoints
 from charmt.params import TRAIN_SECTIONS, load_sections
-from charmt.train_stage import checkpoint_inputs
+from charmt.pipeline.train import checkpoint_inputs
 params = load_sections(sys.argv[1], TRAIN_SECTIONS)
 store = Checkpoints.of(sys.argv[3], checkpoint_inputs(params, Path(sys.argv[2])))
 reasons = store.discard_stale()
@@ -212,9 +212,10 @@ print(json.dumps({"key": store.key, "reasons": reasons}))
 
 @pytest.mark.e2e
 def test_the_train_stages_key_changes_with_params_data_and_code_and_says_which(tmp_path):
-    """The train stage's own checkpoint key (``train_stage.checkpoint_inputs``), computed in a
-    fresh process over a copy of the package: a changed param, changed data or an edited module
-    each give a new key, and the stale checkpoint is discarded with the reason named."""
+    """The train stage's own checkpoint key (``charmt.pipeline.train.checkpoint_inputs``),
+    computed in a fresh process over a copy of the package: a changed param, changed data or an
+    edited module each give a new key, and the stale checkpoint is discarded with the reason
+    named."""
     source = tmp_path / "src"
     shutil.copytree(
         PROJECT / "src" / "charmt", source / "charmt", ignore=shutil.ignore_patterns("__pycache__")
@@ -251,7 +252,7 @@ def test_the_train_stages_key_changes_with_params_data_and_code_and_says_which(t
     changed = key()
     assert changed["key"] != first["key"] and "another data" in changed["reasons"][0]
 
-    for module in ("model.py", "batches.py"):
+    for module in ("models/model.py", "data/batches.py"):
         path = source / "charmt" / module
         path.write_text(path.read_text() + "\n# an edit\n")
         edited = key()

@@ -12,9 +12,9 @@ import csv
 import pytest
 from conftest import reversal_pairs
 
-from charmt.atomic import write_table
-from charmt.data import build_vocabularies
-from charmt.selection import ValidationScorer, is_scored_epoch
+from charmt.data.pairs import build_vocabularies
+from charmt.io.atomic import write_table
+from charmt.training.selection import ValidationScorer, is_scored_epoch
 
 BASE = dict(latent_dim=16, batch_size=16, seed=3)
 
@@ -27,7 +27,7 @@ def task():
 
 
 def _train(task, on_epoch=None, **overrides):
-    from charmt.training import TrainParams, train_model
+    from charmt.training.fit import TrainParams, train_model
 
     train, validation, vocabularies = task
     params = TrainParams(**{**BASE, **overrides})
@@ -73,7 +73,7 @@ def test_select_every_decodes_every_nth_epoch_and_the_last_logged_per_epoch(task
     import mlflow
 
     from charmt import tracking
-    from charmt.training import HISTORY_COLUMNS
+    from charmt.training.fit import HISTORY_COLUMNS
 
     with tracking.training_run("charmt-test") as run:
         result = _train(

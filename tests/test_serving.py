@@ -6,7 +6,7 @@ the status code and the message, and check that the server still answers a good 
 Two tables, by who refuses. MLflow's scoring server parses the body and enforces the model's
 ``list[str]`` type hint before ``predict`` runs, so a body that is not JSON, has no ``inputs``,
 is not a list or holds a non-string is refused by MLflow, in MLflow's words, and
-``charmt.pyfunc.check_request`` never sees it (its own checks for those are tested directly
+``charmt.serving.pyfunc.check_request`` never sees it (its own checks for those are tested directly
 below). Everything else a client can get wrong is refused by charmt's checks: those rows expect
 their own text, which MLflow never writes; without the checks the server would answer 200.
 """
@@ -19,7 +19,7 @@ import pytest
 from mlflow.exceptions import MlflowException
 
 from bench.servers import post, served
-from charmt.pyfunc import (
+from charmt.serving.pyfunc import (
     MAX_BEAM_WIDTH,
     MAX_CHARACTERS,
     MAX_SENTENCES,

@@ -47,8 +47,8 @@ from postgres_cluster import PG_BIN, require
 from test_sweeps import experiments
 
 from bench.servers import served
-from charmt.processes import free_port
-from charmt.processes import stop_group as stop
+from charmt.io.processes import free_port
+from charmt.io.processes import stop_group as stop
 
 # One worker runs both modules that use the session's PostgreSQL cluster (tests/scheduling.py).
 pytestmark = pytest.mark.e2e
@@ -459,7 +459,9 @@ def test_a_trainer_cannot_move_the_alias(team, promoted, monkeypatch):
 
 
 def test_a_reader_searches_runs_and_loads_the_champion(team, promoted, monkeypatch):
-    from charmt.translator import Translator  # Keras: imported by the tests that load a model
+    from charmt.inference.translator import (
+        Translator,  # Keras: imported by the tests that load a model
+    )
 
     client = team.client("reader", monkeypatch)
     runs = client.search_runs([team.experiment_id])

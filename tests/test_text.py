@@ -6,8 +6,8 @@ import unicodedata
 
 import pytest
 
-from charmt.data import Pair, build_vocabularies, parse_line
-from charmt.pyfunc import check_request
+from charmt.data.pairs import Pair, build_vocabularies, parse_line
+from charmt.serving.pyfunc import check_request
 from charmt.text import normalize
 
 COMPOSED = "\u00e9t\u00e9"  # été, one code point per letter
@@ -23,8 +23,8 @@ def test_both_forms_normalise_to_the_training_text():
 @pytest.fixture(scope="module")
 def accented():
     """A tiny model over letters with an accented one, trained for a few epochs."""
-    from charmt.training import TrainParams, train_model
-    from charmt.translator import Translator
+    from charmt.inference.translator import Translator
+    from charmt.training.fit import TrainParams, train_model
 
     words = ["\u00e9t\u00e9", "t\u00eat\u00e9", "\u00e9c\u00e9", "c\u00e9t\u00e9", "t\u00e9"]
     pairs = [Pair(w * k, (w * k)[::-1]) for w in words for k in (1, 2, 3)]

@@ -1,4 +1,4 @@
-"""The train stage in the library (``charmt.train_stage``): checkpoints outlive every interrupt
+"""The train stage in the library (``charmt.pipeline.train``): checkpoints outlive every interrupt
 until the outputs and the MLflow run are complete."""
 
 import mlflow
@@ -7,9 +7,9 @@ import yaml
 from conftest import PROJECT, TINY_PARAMS, reversal_pairs
 
 from charmt import tracking
-from charmt.data import prepare
+from charmt.data.pairs import prepare
 from charmt.params import TRAIN_SECTIONS, load_sections
-from charmt.train_stage import Outputs, run
+from charmt.pipeline.train import Outputs, run
 
 
 @pytest.fixture

@@ -6,12 +6,12 @@ import keras
 import pytest
 from conftest import PROJECT, reversal_pairs
 
-from charmt.batches import EncodedPairs, LengthBatches, to_dataset
-from charmt.data import Pair, build_vocabularies
+from charmt.data.batches import EncodedPairs, LengthBatches, to_dataset
+from charmt.data.pairs import Pair, build_vocabularies
 from charmt.errors import CharmtError
-from charmt.optimization import build_optimizer
+from charmt.models.optimization import build_optimizer
 from charmt.params import load_params, section
-from charmt.training import (
+from charmt.training.fit import (
     HISTORY_COLUMNS,
     TrainParams,
     train_model,

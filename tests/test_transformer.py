@@ -12,16 +12,16 @@ import pytest
 import tensorflow as tf
 from conftest import assert_batched_decoding_matches_seed_style, reversal_pairs, subprocess_env
 
-from charmt import metrics
-from charmt.batches import pad
-from charmt.checkpoint import Checkpoints
-from charmt.cli import main as cli_main
-from charmt.data import Pair, build_vocabularies
-from charmt.decoding import BeamDecoder, GreedyDecoder, decoder_step
+from charmt.cli.main import main as cli_main
+from charmt.data.batches import pad
+from charmt.data.pairs import Pair, build_vocabularies
 from charmt.errors import CharmtError
-from charmt.model import ModelParams, architecture_of, build_model
-from charmt.modeldir import INFO_FILE
-from charmt.translator import Translator
+from charmt.evaluation import metrics
+from charmt.inference.decoding import BeamDecoder, GreedyDecoder, decoder_step
+from charmt.inference.translator import Translator
+from charmt.models.model import ModelParams, architecture_of, build_model
+from charmt.models.modeldir import INFO_FILE
+from charmt.training.checkpoint import Checkpoints
 
 ARCHITECTURE = ModelParams(
     architecture="transformer", layers=1, width=32, heads=4, feed_forward=64, max_length=32
@@ -29,7 +29,7 @@ ARCHITECTURE = ModelParams(
 
 
 def _params(**overrides):
-    from charmt.training import TrainParams
+    from charmt.training.fit import TrainParams
 
     values = dict(batch_size=32, epochs=20, learning_rate=0.003, seed=3)
     return TrainParams(**{**values, **overrides})
@@ -38,7 +38,7 @@ def _params(**overrides):
 @pytest.fixture(scope="module")
 def transformer_trained(tmp_path_factory):
     """A small Transformer trained on the reversal task (as the seed's ``trained``)."""
-    from charmt.training import train_model
+    from charmt.training.fit import train_model
 
     pairs = reversal_pairs(900, seed=1)
     random.Random(2).shuffle(pairs)
@@ -149,7 +149,7 @@ def test_a_sentence_beyond_its_positions_is_cut_and_translations_stop_there(
 
 
 def test_training_data_longer_than_its_positions_is_a_clear_error():
-    from charmt.training import train_model
+    from charmt.training.fit import train_model
 
     pairs = [Pair("abc", "cba"), Pair("a" * 40, "b" * 40)]
     with pytest.raises(CharmtError, match=r"model.max_length = 32 .* at least 51"):
@@ -171,7 +171,7 @@ def test_more_layers_and_width_mean_more_parameters():
 
 
 def test_an_interrupted_run_resumes_as_if_it_never_stopped(tmp_path):
-    from charmt.training import train_model
+    from charmt.training.fit import train_model
 
     pairs = reversal_pairs(240, seed=11)
     train, validation = pairs[:200], pairs[200:]

@@ -29,7 +29,7 @@ import pytest
 from conftest import SWEEP_PARAMS, run, subprocess_env
 
 from charmt import tracking
-from charmt.processes import stop_group
+from charmt.io.processes import stop_group
 
 pytestmark = pytest.mark.e2e  # on the sweep's worker (tests/scheduling.py)
 
@@ -55,7 +55,7 @@ def start_charmt_ui(project: Path, log) -> subprocess.Popen:
     it (SIGINT restored, so that Ctrl-C works: see NOTES on background processes)."""
     env = {k: v for k, v in subprocess_env().items() if k != "MLFLOW_TRACKING_URI"}
     return subprocess.Popen(
-        [sys.executable, "-m", "charmt.cli", "ui", "--no-browser", "--port", "0"],
+        [sys.executable, "-m", "charmt.cli.main", "ui", "--no-browser", "--port", "0"],
         cwd=project,
         env=env,
         stdout=subprocess.PIPE,

@@ -1,4 +1,4 @@
-"""Tests for charmt.vocab: character ids, special tokens, the vocabularies file."""
+"""Tests for charmt.data.vocabulary: character ids, special tokens, the vocabularies file."""
 
 from __future__ import annotations
 
@@ -7,8 +7,16 @@ from pathlib import Path
 
 import pytest
 
+from charmt.data.vocabulary import (
+    END,
+    PAD,
+    SPECIAL_TOKENS,
+    START,
+    UNKNOWN,
+    Vocabularies,
+    Vocabulary,
+)
 from charmt.errors import CharmtError
-from charmt.vocab import END, PAD, SPECIAL_TOKENS, START, UNKNOWN, Vocabularies, Vocabulary
 
 TEXTS = ["Bonjour !", "Ça va ?", "l'été, déjà"]
 

@@ -1,7 +1,8 @@
 """charmt: a character-level LSTM sequence-to-sequence English-to-French translator.
 
-Importing the package is cheap: TensorFlow is imported only by the modules that need it
-(``model``, ``training``, ``decoding``), so the data stages start fast.
+In layers by concern (docs/pipeline.md, "The library's layers"), each importing only the ones
+below it. Importing the package is cheap: TensorFlow is imported only by the modules that need
+it (charmt.models, charmt.training, charmt.inference), so the data stages start fast.
 """
 
 import os

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from charmt.paths import project_root
+from charmt.io.paths import project_root
 
 DEFAULT_STORE = "mlflow.db"
 

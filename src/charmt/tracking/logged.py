@@ -18,15 +18,16 @@ from mlflow.entities import LoggedModelStatus
 from mlflow.models import ModelSignature
 from mlflow.types import Schema, TensorSpec
 
-from charmt.paths import resolve_local
+from charmt.io.paths import resolve_local
 from charmt.tracking.flat import flatten
 from charmt.tracking.lock import store_lock, write
 
 if TYPE_CHECKING:
-    from charmt.data import Pair
-    from charmt.translator import Translator
+    from charmt.data.pairs import Pair
+    from charmt.inference.translator import Translator
 
-# The string-to-string model (charmt.pyfunc) that is registered and served, and the Keras one.
+# The string-to-string model (charmt.serving.pyfunc) that is registered and served, and the
+# Keras one.
 TRANSLATOR_MODEL = "translator"
 KERAS_MODEL = "model"
 
@@ -136,7 +137,7 @@ def log_trained_model(translator: Translator, directory: Path, skip: Collection[
     ``directory`` is the saved translator (``Translator.save``): the pyfunc is built from it.
     """
     import charmt
-    from charmt import pyfunc
+    from charmt.serving import pyfunc
 
     # Any batch size and any length: the model takes right-padded id sequences.
     ids = np.dtype("int32")
@@ -169,6 +170,6 @@ def log_trained_model(translator: Translator, directory: Path, skip: Collection[
             artifacts={pyfunc.ARTIFACT: str(directory)},
             code_paths=[str(Path(charmt.__file__).parent)],
             pip_requirements=requirements,
-            # With params: the signature then accepts beam_width (see charmt.pyfunc).
+            # With params: the signature then accepts beam_width (see charmt.serving.pyfunc).
             input_example=(["Go.", "I'm sorry."], {"beam_width": 1}),
         )

@@ -19,8 +19,8 @@ from typing import Any
 import mlflow
 from mlflow.entities import RunStatus
 
-from charmt.atomic import write_json
 from charmt.errors import CharmtError
+from charmt.io.atomic import write_json
 from charmt.tracking.location import tracking_uri
 from charmt.tracking.lock import write
 from charmt.tracking.provenance import DESCRIPTION_TAG, default_run_name, run_description, run_tags

@@ -46,7 +46,7 @@ from charmt.tracking.runs import (
 from charmt.tracking.store import configure
 
 if TYPE_CHECKING:
-    from charmt.translator import Translator
+    from charmt.inference.translator import Translator
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +191,7 @@ def complete_run(
 def log_saved_training(model_dir: Path, history: Path, summary: Path) -> str:
     """Complete the MLflow run of the training saved in ``model_dir`` from the files the train
     stage wrote (``complete_run``); the run id. For a training whose server went away."""
-    from charmt.translator import Translator
+    from charmt.inference.translator import Translator
 
     check_reachable()
     run_id = read_run_id(model_dir)

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from charmt import codedeps, tracking
-from charmt.checkpoint import Checkpoint, Checkpoints, file_digest
+from charmt import tracking
+from charmt.pipeline import codedeps
+from charmt.training.checkpoint import Checkpoint, Checkpoints, file_digest
 
 # The params.yaml sections logged as the run's params (of charmt.params.TRAIN_SECTIONS).
 LOGGED_SECTIONS = ("data", "preprocess", "model", "train")
@@ -97,12 +98,12 @@ def _train(
     resume_run_id: str | None,
 ) -> tracking.TrainingRun:
     """Train (or resume), write the outputs and complete the run; the checkpoints stay."""
-    from charmt.atomic import atomic_dir, write_json, write_table
-    from charmt.data import load_split
+    from charmt.data.pairs import load_split
+    from charmt.data.vocabulary import VOCABULARIES_FILE, Vocabularies
+    from charmt.inference.translator import Translator
+    from charmt.io.atomic import atomic_dir, write_json, write_table
     from charmt.params import ModelParams, TrainParams
-    from charmt.training import HISTORY_COLUMNS, train_model
-    from charmt.translator import Translator
-    from charmt.vocab import VOCABULARIES_FILE, Vocabularies
+    from charmt.training.fit import HISTORY_COLUMNS, train_model
 
     experiment = params["tracking"]["experiment_name"]
     train_params = TrainParams.from_dict(params["train"])
@@ -167,7 +168,7 @@ def _log_setup(
     validation: list,
 ) -> None:
     """A new run's params, data statistics and datasets (the run's Datasets in the UI)."""
-    from charmt.data import split_statistics
+    from charmt.data.pairs import split_statistics
 
     run.log_setup(
         {name: params[name] for name in LOGGED_SECTIONS},

@@ -14,9 +14,9 @@ reads the registry again and repeats while the alias is not on the best of what 
 Whatever the interleaving, the last evaluation to move the alias sees every version registered
 before it, so once all have finished the champion is the best of them.
 
-The comparison uses ``char_accuracy`` (``charmt.metrics``): exact matches are near zero for this
-small model, and corpus BLEU is coarse on a few hundred short sentences, while char_accuracy
-moves with every character a model gets right. A tie keeps the current champion.
+The comparison uses ``char_accuracy`` (``charmt.evaluation.metrics``): exact matches are near zero
+for this small model, and corpus BLEU is coarse on a few hundred short sentences, while
+char_accuracy moves with every character a model gets right. A tie keeps the current champion.
 
 Anyone then loads the champion by name: ``charmt translate --model models:/<name>@champion``,
 ``mlflow models serve -m models:/<name>@champion``.
@@ -35,16 +35,17 @@ import mlflow.pyfunc
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
-from charmt import metrics, tracking
-from charmt.data import Pair, group_references
+from charmt import tracking
+from charmt.data.pairs import Pair, group_references
 from charmt.errors import CharmtError
+from charmt.evaluation import metrics
 
 if TYPE_CHECKING:
-    from charmt.translator import Translator
+    from charmt.inference.translator import Translator
 
 CHAMPION = "champion"
 PRIMARY_METRIC = "char_accuracy"
-# The logged model that is registered: strings in, strings out (charmt.pyfunc).
+# The logged model that is registered: strings in, strings out (charmt.serving.pyfunc).
 LOGGED_MODEL = tracking.TRANSLATOR_MODEL
 # A version's PRIMARY_METRIC on one test split: this prefix and the split's digest.
 SCORE_TAG = "test_score."

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 
 import keras
 
-from charmt import metrics
-from charmt.data import Pair, group_references
-from charmt.translator import Translator
-from charmt.vocab import Vocabularies
+from charmt.data.pairs import Pair, group_references
+from charmt.data.vocabulary import Vocabularies
+from charmt.evaluation import metrics
+from charmt.inference.translator import Translator
 
 VAL_LOSS = "val_loss"
 # The history column of each decoding score train.select_by can name.
@@ -67,7 +67,7 @@ class Scores:
 
 class ValidationScorer:
     """Greedy translations of the distinct validation sentences, scored against all their
-    references (chrF and char_accuracy, as ``charmt.evaluation`` scores the test split).
+    references (chrF and char_accuracy, as ``charmt.evaluation.scoring`` scores the test split).
 
     The translator, and so its compiled decoding loop, is built once and shares the training
     model's weights: each call decodes with the weights of that moment.

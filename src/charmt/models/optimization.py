@@ -2,7 +2,7 @@
 
 The defaults are the seed's: RMSprop at a constant 0.001 and plain sparse cross-entropy. The
 schedule and the loss are registered Keras objects, because ``model.keras`` is saved with its
-compiled optimizer and loss and is read back in safe mode (``charmt.modeldir``), which only
+compiled optimizer and loss and is read back in safe mode (``charmt.models.modeldir``), which only
 rebuilds classes it knows by name: import this module before loading a model.
 """
 

@@ -21,7 +21,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from charmt import console
+from charmt.cli import console
 from charmt.errors import CharmtError, exit_on_error
 
 MLFLOW_SCHEMES = ("models:/", "runs:/")
@@ -46,7 +46,7 @@ def load_translate_function(model: str, beam_width: int = 1) -> Callable[[list[s
                 raise CharmtError(f"{model}: {' '.join(error.message.split())}") from None
 
         return predict
-    from charmt.translator import Translator
+    from charmt.inference.translator import Translator
 
     translator = Translator.load(model)
     translator.decoder(beam_width)  # a bad width fails before any input is read
@@ -79,7 +79,7 @@ def log_training(args: argparse.Namespace) -> None:
 
 
 def ui(args: argparse.Namespace) -> None:
-    from charmt.ui import run_ui
+    from charmt.cli.ui import run_ui
 
     run_ui(port=args.port, experiment=args.experiment, open_browser=not args.no_browser)
 

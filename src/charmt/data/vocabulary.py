@@ -12,8 +12,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from charmt.atomic import write_json
 from charmt.errors import CharmtError
+from charmt.io.atomic import write_json
 
 # The file both the prepared data and a model directory keep their vocabularies in.
 VOCABULARIES_FILE = "vocabularies.json"

@@ -19,10 +19,14 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from charmt.data.vocabulary import PAD
 from charmt.errors import CharmtError
+from charmt.models.transformer import (
+    build_transformer_model,
+    is_transformer,
+    transformer_architecture,
+)
 from charmt.params import PRECISIONS, ModelParams
-from charmt.transformer import build_transformer_model, is_transformer, transformer_architecture
-from charmt.vocab import PAD
 
 
 def one_hot(vocabulary_size: int, name: str, dtype: str) -> layers.Embedding:

@@ -1,12 +1,12 @@
 """Training: the train stage's parameters, the fit loop, and what it measured.
 
-The loop is Keras' own ``fit`` over length-grouped batches (``charmt.batches``), with small
+The loop is Keras' own ``fit`` over length-grouped batches (``charmt.data.batches``), with small
 callbacks for what the seed lacked: per-epoch timing, keeping the best epoch's weights (by
-val_loss, or by a translation score of the validation sentences: ``charmt.selection``), early
-stopping, stopping with a clear error on a NaN loss, an optional hook that reports each epoch (to
-MLflow), and an optional checkpoint after each epoch (``charmt.checkpoint``) from which an
-interrupted run resumes with the same batches, weights, optimizer state and history as a run that
-never stopped.
+val_loss, or by a translation score of the validation sentences: ``charmt.training.selection``),
+early stopping, stopping with a clear error on a NaN loss, an optional hook that reports each epoch
+(to MLflow), and an optional checkpoint after each epoch (``charmt.training.checkpoint``) from
+which an interrupted run resumes with the same batches, weights, optimizer state and history as a
+run that never stopped.
 """
 
 from __future__ import annotations
@@ -21,23 +21,23 @@ from typing import Any
 import keras
 import numpy as np
 
-from charmt import selection
-from charmt.batches import EncodedPairs, LengthBatches, to_dataset
-from charmt.checkpoint import Checkpoint, Checkpoints
-from charmt.data import Pair
+from charmt.data.batches import EncodedPairs, LengthBatches, to_dataset
+from charmt.data.pairs import Pair
+from charmt.data.vocabulary import Vocabularies
 from charmt.errors import CharmtError
-from charmt.model import build_model
-from charmt.optimization import compile_model
+from charmt.models.model import build_model
+from charmt.models.optimization import compile_model
+from charmt.models.transformer import check_fits
 from charmt.params import ModelParams, TrainParams
-from charmt.transformer import check_fits
-from charmt.vocab import Vocabularies
+from charmt.training import selection
+from charmt.training.checkpoint import Checkpoint, Checkpoints
 
 __all__ = ["HISTORY_COLUMNS", "TrainParams", "TrainResult", "train_model"]
 
 # seconds: the whole epoch, validation and its decoding included; train_seconds: its training
-# part alone. val_chrf, val_char_accuracy and val_decode_seconds (charmt.selection) are in the rows
-# of the epochs that were decoded only (train.select_by chrf / char_accuracy): an empty cell in the
-# CSV, no point in MLflow, for the others.
+# part alone. val_chrf, val_char_accuracy and val_decode_seconds (charmt.training.selection) are in
+# the rows of the epochs that were decoded only (train.select_by chrf / char_accuracy): an empty
+# cell in the CSV, no point in MLflow, for the others.
 HISTORY_COLUMNS = (
     "epoch",
     "loss",
@@ -116,7 +116,7 @@ class _EpochRecorder(keras.callbacks.Callback):
     """One history row per epoch, the weights of the best epoch, early stopping, checkpoints.
 
     The best epoch is the one with the lowest val_loss (``select_by`` val_loss), or with the
-    highest translation score among the epochs ``scorer`` decoded (``charmt.selection``).
+    highest translation score among the epochs ``scorer`` decoded (``charmt.training.selection``).
     Everything it knows is in ``state()`` and its two weight files, so a resumed run carries on
     exactly where the interrupted one stopped.
     """
@@ -271,8 +271,8 @@ def train_model(
     history covers every epoch run. The best epoch is the one with the lowest val_loss, or with
     ``params.select_by`` chrf / char_accuracy the one whose greedy translations of the validation
     sentences score highest, among the epochs decoded (every ``params.select_every``-th and the
-    last, ``params.epochs``; ``charmt.selection``). ``params.early_stopping_patience`` counts
-    epochs since the best by the same criterion.
+    last, ``params.epochs``; ``charmt.training.selection``). ``params.early_stopping_patience``
+    counts epochs since the best by the same criterion.
 
     With ``checkpoints``, a checkpoint is written after every epoch (``checkpoint_extra``,
     JSON-able, goes into it, e.g. the MLflow run id), and training starts from the latest one

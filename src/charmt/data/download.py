@@ -23,9 +23,9 @@ from urllib.request import url2pathname
 import requests
 from tqdm import tqdm
 
-from charmt.atomic import atomic_path
 from charmt.errors import CharmtError
-from charmt.paths import resolve_local
+from charmt.io.atomic import atomic_path
+from charmt.io.paths import resolve_local
 
 MEMBER = "fra.txt"
 

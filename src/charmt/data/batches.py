@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
-from charmt.data import Pair
-from charmt.vocab import END, PAD, START, Vocabularies
+from charmt.data.pairs import Pair
+from charmt.data.vocabulary import END, PAD, START, Vocabularies
 
 
 @dataclass(frozen=True)

@@ -108,7 +108,7 @@ class TranslatorModel(mlflow.pyfunc.PythonModel):
     """
 
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
-        from charmt.translator import Translator
+        from charmt.inference.translator import Translator
 
         self.translator = Translator.load(context.artifacts[ARTIFACT])
         self.known = set(self.translator.vocabularies.source.chars)

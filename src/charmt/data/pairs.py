@@ -14,10 +14,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from charmt.atomic import atomic_dir, atomic_path
+from charmt.data.vocabulary import VOCABULARIES_FILE, Vocabularies
 from charmt.errors import CharmtError
+from charmt.io.atomic import atomic_dir, atomic_path
 from charmt.text import normalize
-from charmt.vocab import VOCABULARIES_FILE, Vocabularies
 
 SPLITS = ("train", "validation", "test")
 

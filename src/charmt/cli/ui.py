@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from charmt.errors import CharmtError
-from charmt.processes import HOST, free_port, stop_group
+from charmt.io.processes import HOST, free_port, stop_group
 
 DEFAULT_PORT = 5000
 DEFAULT_EXPERIMENT = "charmt"

@@ -22,11 +22,11 @@ import keras
 
 # model.keras holds its compiled optimizer and loss: their classes must be registered with Keras
 # (by importing the module) before safe mode can rebuild them.
-import charmt.optimization  # noqa: F401
-from charmt.atomic import write_json
+import charmt.models.optimization  # noqa: F401
+from charmt.data.vocabulary import VOCABULARIES_FILE, Vocabularies
 from charmt.errors import CharmtError
-from charmt.model import ModelParams, architecture_of, vocabulary_sizes
-from charmt.vocab import VOCABULARIES_FILE, Vocabularies
+from charmt.io.atomic import write_json
+from charmt.models.model import ModelParams, architecture_of, vocabulary_sizes
 
 MODEL_FILE = "model.keras"
 INFO_FILE = "model.json"

@@ -25,9 +25,9 @@ import keras
 import tensorflow as tf
 from keras import layers, ops
 
+from charmt.data.vocabulary import PAD
 from charmt.errors import CharmtError
 from charmt.params import ModelParams
-from charmt.vocab import PAD
 
 _PACKAGE = "charmt"
 
@@ -265,7 +265,7 @@ def _attend(attention: layers.MultiHeadAttention, query, keys, values, keep=None
 
 class TransformerStep:
     """One decoder step of a trained Transformer for a batch of rows: the ``DecoderStep`` of
-    ``charmt.decoding`` for this architecture.
+    ``charmt.inference.decoding`` for this architecture.
 
     ``state`` is each decoder layer's self-attention keys and values of the prefix so far (the
     cache, rows x steps x heads x dim, growing by one step per call); ``memory`` is each layer's

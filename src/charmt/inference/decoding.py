@@ -16,9 +16,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from charmt.model import architecture_of, decoder_step_model, encoder_model, output_head
-from charmt.transformer import TransformerStep, is_transformer
-from charmt.vocab import END, PAD, START
+from charmt.data.vocabulary import END, PAD, START
+from charmt.models.model import architecture_of, decoder_step_model, encoder_model, output_head
+from charmt.models.transformer import TransformerStep, is_transformer
 
 _IDS = tf.TensorSpec(shape=(None, None), dtype=tf.int32)
 _LENGTH = tf.TensorSpec(shape=(), dtype=tf.int32)

@@ -9,11 +9,11 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from charmt import metrics
-from charmt.batches import EncodedPairs, LengthBatches, to_dataset
-from charmt.data import Pair, group_references
+from charmt.data.batches import EncodedPairs, LengthBatches, to_dataset
+from charmt.data.pairs import Pair, group_references
 from charmt.errors import CharmtError
-from charmt.translator import Translator
+from charmt.evaluation import metrics
+from charmt.inference.translator import Translator
 
 SAMPLE_COLUMNS = ("source", "output", "references", "exact", "char_accuracy")
 REFERENCE_SEPARATOR = " | "

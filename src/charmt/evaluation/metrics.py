@@ -13,7 +13,7 @@ import sacrebleu
 from rapidfuzz.distance import Levenshtein
 
 # Each score of metrics/eval.json and the range it lies in, for the checks of every run. Here,
-# not in charmt.evaluation, so that checks of a run's files need not import TensorFlow.
+# not in charmt.evaluation.scoring, so that checks of a run's files need not import TensorFlow.
 SCORE_RANGES = {
     "exact_match": (0.0, 1.0),
     "char_accuracy": (0.0, 1.0),

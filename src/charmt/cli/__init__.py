@@ -1,0 +1,1 @@
+"""The ``charmt`` command: translate, ui, and its console output."""

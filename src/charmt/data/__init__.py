@@ -1,0 +1,1 @@
+"""The sentence pairs: download, parsing and splits, vocabularies, batches."""

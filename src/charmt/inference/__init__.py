@@ -1,0 +1,1 @@
+"""Decoding and the Translator that turns sentences into translations."""

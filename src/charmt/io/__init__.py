@@ -1,0 +1,1 @@
+"""Files and processes: atomic writes, the project's paths, child processes."""

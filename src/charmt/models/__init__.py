@@ -1,0 +1,1 @@
+"""The architectures, their optimizers, and the models/ directory format."""

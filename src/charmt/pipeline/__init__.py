@@ -1,0 +1,1 @@
+"""What the pipeline's stages do: training, promotion, the code each stage runs."""

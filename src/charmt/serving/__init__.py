@@ -1,0 +1,1 @@
+"""The translator as an MLflow pyfunc model."""

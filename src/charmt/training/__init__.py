@@ -1,0 +1,1 @@
+"""The fit loop, choosing the best epoch, and checkpoints."""
