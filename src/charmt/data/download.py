@@ -8,7 +8,6 @@ downloads go to a temporary file beside ``out`` and ``out`` itself is only ever 
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import sys
@@ -25,6 +24,7 @@ from tqdm import tqdm
 
 from charmt.errors import CharmtError
 from charmt.io.atomic import atomic_path
+from charmt.io.digest import sha256_of
 from charmt.io.paths import resolve_local
 
 MEMBER = "fra.txt"
@@ -213,11 +213,7 @@ def _check_sha256(source: str, path: Path, expected: str) -> None:
             f"data.sha256 in params.yaml ({expected!r}) is not a SHA-256 hex digest "
             "(64 hex characters); fix it or leave it empty."
         )
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(_CHUNK), b""):
-            digest.update(chunk)
-    actual = digest.hexdigest()
+    actual = sha256_of(path)
     if actual != expected:
         raise CharmtError(
             f"Checksum mismatch for {source}: expected sha256 {expected}, got {actual}. If the "

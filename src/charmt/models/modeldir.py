@@ -12,7 +12,6 @@ one line naming the file and what to do, never a traceback and never a wrong tra
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -20,12 +19,14 @@ from pathlib import Path
 
 import keras
 
-# model.keras holds its compiled optimizer and loss: their classes must be registered with Keras
-# (by importing the module) before safe mode can rebuild them.
 import charmt.models.optimization  # noqa: F401
 from charmt.data.vocabulary import VOCABULARIES_FILE, Vocabularies
 from charmt.errors import CharmtError
 from charmt.io.atomic import write_json
+
+# model.keras holds its compiled optimizer and loss: their classes must be registered with Keras
+# (by importing the module) before safe mode can rebuild them.
+from charmt.io.digest import sha256_of
 from charmt.models.model import ModelParams, architecture_of, vocabulary_sizes
 
 MODEL_FILE = "model.keras"
@@ -59,7 +60,9 @@ def save(directory: str | os.PathLike[str], saved: SavedModel) -> None:
             "architecture": architecture_of(saved.model).model_dump(),
             "max_source_length": saved.max_source_length,
             "max_target_length": saved.max_target_length,
-            "sha256": {name: _sha256(directory / name) for name in (MODEL_FILE, VOCABULARIES_FILE)},
+            "sha256": {
+                name: sha256_of(directory / name) for name in (MODEL_FILE, VOCABULARIES_FILE)
+            },
         },
     )
 
@@ -81,7 +84,7 @@ def load(directory: str | os.PathLike[str]) -> SavedModel:
         path = directory / name
         if not path.is_file():
             raise CharmtError(f"{path}: missing from the model directory; {RETRAIN}")
-        if _sha256(path) != expected:
+        if sha256_of(path) != expected:
             raise CharmtError(
                 f"{path}: does not match the model it was saved with (edited, truncated or "
                 f"damaged); restore it with `dvc checkout {directory}` or {RETRAIN}"
@@ -111,11 +114,6 @@ def load(directory: str | os.PathLike[str]) -> SavedModel:
     return SavedModel(
         model, vocabularies, int(info["max_source_length"]), int(info["max_target_length"])
     )
-
-
-def _sha256(path: Path) -> str:
-    with path.open("rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def _read_info(path: Path) -> dict:

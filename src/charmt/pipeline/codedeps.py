@@ -9,10 +9,11 @@ every one of its modules among its deps (an edited module always re-runs the sta
 from __future__ import annotations
 
 import ast
-import hashlib
 import importlib.util
 import os
 from pathlib import Path
+
+from charmt.io.digest import sha256_of
 
 PACKAGE = "charmt"
 
@@ -77,7 +78,6 @@ def file_digests(files: list[Path]) -> dict[str, str]:
     root = _source_root()
     digests = {}
     for file in files:
-        with file.open("rb") as handle:
-            digest = hashlib.file_digest(handle, "sha256").hexdigest()
-        digests[str(file.relative_to(root)) if file.is_relative_to(root) else str(file)] = digest
+        name = str(file.relative_to(root)) if file.is_relative_to(root) else str(file)
+        digests[name] = sha256_of(file)
     return digests

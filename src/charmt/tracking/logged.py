@@ -5,7 +5,6 @@ Every write goes through the store lock and its retries (``charmt.tracking.lock.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import os
 from collections.abc import Collection, Mapping, Sequence
@@ -18,6 +17,7 @@ from mlflow.entities import LoggedModelStatus
 from mlflow.models import ModelSignature
 from mlflow.types import Schema, TensorSpec
 
+from charmt.io.digest import sha256_of
 from charmt.io.paths import resolve_local
 from charmt.tracking.flat import flatten
 from charmt.tracking.lock import store_lock, write
@@ -91,8 +91,7 @@ def log_artifact(path: str | os.PathLike[str]) -> None:
 
 def dataset_digest(path: str | os.PathLike[str]) -> str:
     """The first 8 hex digits of a file's sha256 (MLflow shows dataset digests this short)."""
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()[:8]
+    return sha256_of(path)[:8]
 
 
 def log_dataset(

@@ -26,7 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from charmt.io.digest import sha256_of
+
 STATE_FILE = "state.json"
+
 # Beside a configuration's epochs: the inputs its fingerprint was made of, to say what changed.
 INPUTS_FILE = "inputs.json"
 _EPOCH_DIR = re.compile(r"epoch-(\d+)")
@@ -40,8 +43,7 @@ def file_digest(paths: Iterable[str | os.PathLike[str]]) -> str:
         files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
         for file in files:
             digest.update(file.name.encode() + b"\0")
-            with file.open("rb") as handle:
-                digest.update(hashlib.file_digest(handle, "sha256").digest())
+            digest.update(bytes.fromhex(sha256_of(file)))
     return digest.hexdigest()
 
 
