@@ -26,7 +26,7 @@ import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
-from charmt.io.processes import free_port, stop_group
+from charmt.io.processes import free_port, stop_group, wait_until_answers
 
 __all__ = ["Server", "free_port", "post", "served", "started"]
 
@@ -51,15 +51,6 @@ class Server:
         if not self._stopped:
             self._stopped = True
             stop_group(self.process, sig, timeout)
-
-
-def _answers(url: str) -> bool:
-    with (
-        contextlib.suppress(urllib.error.URLError, ConnectionError, TimeoutError),
-        urllib.request.urlopen(url, timeout=5) as response,
-    ):
-        return response.status == 200
-    return False
 
 
 @contextlib.contextmanager
@@ -94,18 +85,9 @@ def started(
     try:
         deadline = time.monotonic() + timeout
         for path in ready:
-            while not _answers(url + path):
-                if not server.alive():
-                    raise RuntimeError(
-                        f"{command[0]} exited with {process.returncode} before {url + path} "
-                        f"answered; its log ends:\n{server.log_tail()}"
-                    )
-                if time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"{url + path} did not answer within {timeout:.0f} s; {log_path} ends:"
-                        f"\n{server.log_tail()}"
-                    )
-                time.sleep(0.3)
+            why_not = wait_until_answers(url + path, process, deadline - time.monotonic())
+            if why_not is not None:
+                raise RuntimeError(f"{command[0]} {why_not}; {log_path} ends:\n{server.log_tail()}")
         yield server
     finally:
         server.stop(timeout=stop_timeout)
@@ -160,18 +142,24 @@ def post(
         return error.code, error.read().decode("utf-8", errors="replace")
 
 
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants that are still there (Linux /proc)."""
+    found, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        found.append(current)
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{current}/task").iterdir():
+                pending.extend(int(child) for child in (task / "children").read_text().split())
+    return found
+
+
 def process_tree_rss_mib(pid: int) -> float:
     """Resident memory of process ``pid`` and all its descendants, in MiB (Linux /proc)."""
     total_kib = 0
-    pending = [pid]
-    while pending:
-        current = pending.pop()
+    for current in process_tree(pid):
         with contextlib.suppress(OSError):
             for line in Path(f"/proc/{current}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
                     total_kib += int(line.split()[1])
-        with contextlib.suppress(OSError):
-            for task in Path(f"/proc/{current}/task").iterdir():
-                children = (task / "children").read_text().split()
-                pending.extend(int(child) for child in children)
     return total_kib / 1024

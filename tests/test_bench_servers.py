@@ -56,7 +56,7 @@ def test_started_waits_for_the_url_and_stops_the_whole_group(tmp_path):
 def test_a_server_that_dies_before_answering_fails_with_its_log(tmp_path):
     command = [sys.executable, "-c", "import sys; print('no such store'); sys.exit(3)"]
     with (
-        pytest.raises(RuntimeError, match=r"(?s)exited with 3.*no such store"),
+        pytest.raises(RuntimeError, match=r"(?s)exited with status 3.*no such store"),
         started(command, f"http://127.0.0.1:{free_port()}", tmp_path / "log"),
     ):
         pass

@@ -29,6 +29,7 @@ import yaml
 from conftest import PROJECT, make_project, subprocess_env
 
 from charmt.errors import CharmtError
+from charmt.io.processes import answers
 from charmt.params import load_sections
 
 DOCS = [PROJECT / "README.md", *sorted((PROJECT / "docs").glob("*.md"))]
@@ -553,15 +554,6 @@ def wait_until(condition, what: str, process: subprocess.Popen, log: Path, timeo
         assert time.monotonic() < deadline, f"{what}: not after {timeout:.0f} s:\n{tail}"
         time.sleep(0.5)
     return result
-
-
-def answers(url: str) -> bool:
-    import requests
-
-    try:
-        return requests.get(url, timeout=5).ok
-    except requests.RequestException:
-        return False
 
 
 def start_server(line: str, project: Path, env: dict[str, str], log: Path) -> subprocess.Popen:

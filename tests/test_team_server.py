@@ -46,8 +46,8 @@ from conftest import (
 from postgres_cluster import PG_BIN, require
 from test_sweeps import experiments
 
-from bench.servers import served
-from charmt.io.processes import free_port
+from bench.servers import process_tree, served
+from charmt.io.processes import free_port, wait_until_answers
 from charmt.io.processes import stop_group as stop
 
 # One worker runs both modules that use the session's PostgreSQL cluster (tests/scheduling.py).
@@ -172,17 +172,9 @@ class Team:
 
 
 def wait_until_up(url: str, process: subprocess.Popen, log: Path, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"{url} exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            if requests.get(url, timeout=5).ok:
-                return
-        except requests.RequestException:  # not up yet, or too busy starting to answer
-            pass
-        time.sleep(0.5)
-    pytest.fail(f"{url} not up after {timeout} s:\n{log.read_text()[-3000:]}")
+    why_not = wait_until_answers(url, process, timeout)
+    if why_not is not None:
+        pytest.fail(f"the server {why_not}:\n{log.read_text()[-3000:]}")
 
 
 def start_mlflow(directory: Path, name: str, env: dict[str, str]) -> tuple[str, subprocess.Popen]:
@@ -621,17 +613,6 @@ SERVE_NGINX_CONF = (
 }}
 """
 )
-
-
-def process_tree(pid: int) -> list[int]:
-    """``pid`` and all its descendants (Linux /proc)."""
-    found, pending = [], [pid]
-    while pending:
-        current = pending.pop()
-        found.append(current)
-        for task in Path(f"/proc/{current}/task").glob("*"):
-            pending.extend(int(c) for c in (task / "children").read_text().split())
-    return found
 
 
 def test_the_champion_served_behind_nginx_with_a_password_and_tls(

@@ -15,13 +15,12 @@ import os
 import socket
 import subprocess
 import sys
-import time
 import webbrowser
 from collections.abc import Callable
 from pathlib import Path
 
 from charmt.errors import CharmtError
-from charmt.io.processes import HOST, free_port, stop_group
+from charmt.io.processes import HOST, free_port, stop_group, wait_until_answers
 
 DEFAULT_PORT = 5000
 DEFAULT_EXPERIMENT = "charmt"
@@ -62,23 +61,10 @@ def browser_available() -> bool:
 
 def wait_until_up(base: str, process: subprocess.Popen, timeout: float = START_TIMEOUT_S) -> None:
     """Return once ``base``/health answers; fail if the UI exits first or takes too long."""
-    import requests
-
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if requests.get(f"{base}/health", timeout=5).ok:
-                return
-        except requests.RequestException:
-            pass
-        if process.poll() is not None:
-            raise CharmtError(
-                f"mlflow ui exited with status {process.returncode} before answering "
-                "(its output is above)"
-            )
-        if time.monotonic() > deadline:
-            raise CharmtError(f"mlflow ui did not answer on {base} within {timeout:.0f} s")
-        time.sleep(0.25)
+    why_not = wait_until_answers(f"{base}/health", process, timeout)
+    if why_not is not None:
+        output = " (its output is above)" if process.poll() is not None else ""
+        raise CharmtError(f"mlflow ui {why_not}{output}")
 
 
 def _print_link(link: str) -> None:

@@ -1,5 +1,5 @@
 """Servers this project starts on 127.0.0.1 (the MLflow UI; in tests and benchmarks, many more):
-a free port to give them, and a stop that reaches their whole process group.
+a free port to give them, a wait until one answers, and a stop that reaches its process group.
 
 A server started with ``start_new_session=True`` leads a process group of its own, so stopping
 the group stops its workers too: ``mlflow ui`` / ``mlflow server`` run uvicorn workers and job
@@ -13,6 +13,7 @@ import os
 import signal
 import socket
 import subprocess
+import time
 
 HOST = "127.0.0.1"
 
@@ -22,6 +23,29 @@ def free_port(host: str = HOST) -> int:
     with socket.socket() as probe:
         probe.bind((host, 0))
         return probe.getsockname()[1]
+
+
+def answers(url: str) -> bool:
+    """Whether a GET of ``url`` answers with a success status now (within 5 s)."""
+    import requests  # not at import: the data stages that import this package stay light
+
+    try:
+        return requests.get(url, timeout=5).ok
+    except requests.RequestException:  # not up yet, or too busy starting to answer
+        return False
+
+
+def wait_until_answers(url: str, process: subprocess.Popen, timeout: float) -> str | None:
+    """Wait until ``url`` answers (``answers``), started by ``process``: None once it does, else
+    why not, for the caller's message: the process exited first, or ``timeout`` seconds passed."""
+    deadline = time.monotonic() + timeout
+    while not answers(url):
+        if process.poll() is not None:
+            return f"exited with status {process.returncode} before {url} answered"
+        if time.monotonic() > deadline:
+            return f"did not answer within {timeout:.0f} s at {url}"
+        time.sleep(0.3)
+    return None
 
 
 def stop_group(process: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 15) -> None:
