@@ -76,21 +76,13 @@ def build_optimizer(params: TrainParams | None = None) -> keras.optimizers.Optim
     """The optimizer of ``params`` (default: the seed's RMSprop) with its learning-rate schedule."""
     params = params or TrainParams()
     learning_rate = learning_rate_for(params)
-    if params.optimizer == "adam":
-        return keras.optimizers.Adam(
-            learning_rate=learning_rate,
-            beta_1=params.beta_1,
-            beta_2=params.beta_2,
-            epsilon=params.epsilon,
-        )
-    if params.optimizer == "adamw":
-        return keras.optimizers.AdamW(
-            learning_rate=learning_rate,
-            weight_decay=params.weight_decay,
-            beta_1=params.beta_1,
-            beta_2=params.beta_2,
-            epsilon=params.epsilon,
-        )
+    if params.optimizer in ("adam", "adamw"):
+        moments = {"beta_1": params.beta_1, "beta_2": params.beta_2, "epsilon": params.epsilon}
+        if params.optimizer == "adamw":
+            return keras.optimizers.AdamW(
+                learning_rate=learning_rate, weight_decay=params.weight_decay, **moments
+            )
+        return keras.optimizers.Adam(learning_rate=learning_rate, **moments)
     return keras.optimizers.RMSprop(
         learning_rate=learning_rate,
         rho=params.rho,
