@@ -94,6 +94,23 @@ def build_seed_model(
 
     # Decoder: starts from the encoder's states and, fed the French text shifted one step
     # (teacher forcing), predicts each next character.
+    decoder_ids, decoder_outputs = lstm_decoder(
+        target_vocabulary_size, latent_dim, precision, dropout, [state_h, state_c]
+    )
+    next_char = next_char_head(target_vocabulary_size)(decoder_outputs)
+
+    return keras.Model([encoder_ids, decoder_ids], next_char, name="charmt")
+
+
+def lstm_decoder(
+    target_vocabulary_size: int,
+    latent_dim: int,
+    precision: str,
+    dropout: float,
+    initial_state: list,
+) -> tuple[keras.KerasTensor, keras.KerasTensor]:
+    """The seed's decoder: the French ids shifted one step, one-hot, through an LSTM started
+    from ``initial_state``; its input and its output at every step."""
     decoder_ids = keras.Input(shape=(None,), dtype="int32", name="decoder_ids")
     decoder_inputs = one_hot(target_vocabulary_size, "decoder_one_hot", precision)(decoder_ids)
     decoder_outputs, _, _ = layers.LSTM(
@@ -103,13 +120,16 @@ def build_seed_model(
         dropout=dropout,
         name="decoder_lstm",
         dtype=precision,
-    )(decoder_inputs, initial_state=[state_h, state_c])
-    # Softmax in float32 even under mixed precision, for a numerically sound loss.
-    next_char = layers.Dense(
-        target_vocabulary_size, activation="softmax", name="next_char", dtype="float32"
-    )(decoder_outputs)
+    )(decoder_inputs, initial_state=initial_state)
+    return decoder_ids, decoder_outputs
 
-    return keras.Model([encoder_ids, decoder_ids], next_char, name="charmt")
+
+def next_char_head(target_vocabulary_size: int) -> layers.Dense:
+    """The next character's probabilities: a softmax in float32 even under mixed precision, for
+    a numerically sound loss."""
+    return layers.Dense(
+        target_vocabulary_size, activation="softmax", name="next_char", dtype="float32"
+    )
 
 
 def build_attention_model(
@@ -156,16 +176,9 @@ def build_attention_model(
         )(encoder_inputs)
 
     # Decoder: the seed's, started from the encoder's states, fed the shifted French text.
-    decoder_ids = keras.Input(shape=(None,), dtype="int32", name="decoder_ids")
-    decoder_inputs = one_hot(target_vocabulary_size, "decoder_one_hot", precision)(decoder_ids)
-    decoder_outputs, _, _ = layers.LSTM(
-        latent_dim,
-        return_sequences=True,
-        return_state=True,
-        dropout=dropout,
-        name="decoder_lstm",
-        dtype=precision,
-    )(decoder_inputs, initial_state=[state_h, state_c])
+    decoder_ids, decoder_outputs = lstm_decoder(
+        target_vocabulary_size, latent_dim, precision, dropout, [state_h, state_c]
+    )
 
     # Attention: each decoder output weighs the encoder's outputs. Keras passes both masks on, so
     # encoder padding gets no weight and the output keeps the decoder's mask for the loss.
@@ -176,9 +189,7 @@ def build_attention_model(
     attentional = layers.Dense(
         latent_dim, activation="tanh", name="attention_hidden", dtype=precision
     )(combined)
-    next_char = layers.Dense(
-        target_vocabulary_size, activation="softmax", name="next_char", dtype="float32"
-    )(attentional)
+    next_char = next_char_head(target_vocabulary_size)(attentional)
 
     return keras.Model([encoder_ids, decoder_ids], next_char, name="charmt_attention")
 
