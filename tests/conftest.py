@@ -10,6 +10,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import functools
+import json
 import os
 import random
 import shutil
@@ -71,6 +72,20 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     env.update(extra)
     return env
+
+
+def python_json(code: str, *args: str, store: str, timeout: float = 300, **extra_env: str) -> Any:
+    """Run ``code`` in a fresh Python (``-c``, with ``args``) logging to the MLflow store
+    ``store``; the JSON on the last line of its standard output."""
+    done = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(MLFLOW_TRACKING_URI=store, **extra_env),
+        timeout=timeout,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def run(command: list[str], cwd: Path, timeout: float = 600, **extra_env: str) -> str:

@@ -13,12 +13,10 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import PROJECT, subprocess_env
+from conftest import PROJECT, python_json
 
 pytestmark = pytest.mark.e2e  # child processes that load TensorFlow
 
@@ -81,6 +79,7 @@ def flat_copy(directory: Path) -> Path:
 
 # Logs the session's trained translator with the flat package, as the train stage did then.
 LOG_WITH_THE_FLAT_LAYOUT = """
+import json
 import sys
 from pathlib import Path
 import mlflow
@@ -91,7 +90,7 @@ from charmt.translator import Translator
 assert Path(charmt.__file__).parent == Path(sys.argv[2]), charmt.__file__
 with mlflow.start_run() as run:
     tracking.log_trained_model(Translator.load(sys.argv[1]), Path(sys.argv[1]), skip=["model"])
-print(run.info.run_id)
+print(json.dumps(run.info.run_id))
 """
 
 # Loads the logged translator and translates; first imports today's charmt when asked to.
@@ -106,23 +105,11 @@ print(json.dumps({"translations": list(model.predict(json.loads(sys.argv[3]))),
 """
 
 
-def python(*args: str, store: str, **env: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "-c", *args],
-        capture_output=True,
-        text=True,
-        env=subprocess_env(MLFLOW_TRACKING_URI=store, **env),
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done.stdout.strip().splitlines()[-1]
-
-
 def test_a_translator_logged_before_the_move_loads_fresh_and_beside_todays_charmt(
     trained, mlflow_store, tmp_path
 ):
     flat = flat_copy(tmp_path / "flat")
-    run_id = python(
+    run_id = python_json(
         LOG_WITH_THE_FLAT_LAYOUT,
         str(trained.model_dir),
         str(flat / "charmt"),
@@ -133,15 +120,13 @@ def test_a_translator_logged_before_the_move_loads_fresh_and_beside_todays_charm
     sources = [pair.source for pair in trained.held_out[:5]]
     expected = trained.translator.translate(sources)
 
-    fresh = json.loads(
-        python(LOAD_AND_TRANSLATE, uri, "fresh", json.dumps(sources), store=mlflow_store)
-    )
+    fresh = python_json(LOAD_AND_TRANSLATE, uri, "fresh", json.dumps(sources), store=mlflow_store)
     assert fresh["translations"] == expected
     # The model's own flat copy: its charmt/translator.py holds the Translator itself.
     assert "inference" not in Path(fresh["translator"]).read_text()
 
-    beside = json.loads(
-        python(LOAD_AND_TRANSLATE, uri, "after-charmt", json.dumps(sources), store=mlflow_store)
+    beside = python_json(
+        LOAD_AND_TRANSLATE, uri, "after-charmt", json.dumps(sources), store=mlflow_store
     )
     assert beside["translations"] == expected
     # Today's charmt answered the old import path: src/charmt/translator.py.

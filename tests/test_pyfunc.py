@@ -4,12 +4,11 @@ process and by ``charmt translate``. Served over HTTP: tests/test_serving.py."""
 import importlib.metadata
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import mlflow
 import pytest
-from conftest import subprocess_env
+from conftest import python_json, subprocess_env
 
 
 @pytest.fixture
@@ -63,15 +62,7 @@ def test_loads_and_predicts_in_a_fresh_process(translator_uri, trained):
         "frame = pandas.DataFrame({'text': sources})\n"
         "print(json.dumps([list(model.predict(sources)), list(model.predict(frame))]))\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code, json.dumps(sources)],
-        capture_output=True,
-        text=True,
-        env=subprocess_env(MLFLOW_TRACKING_URI=store),
-        timeout=180,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    from_list, from_frame = json.loads(done.stdout.strip().splitlines()[-1])
+    from_list, from_frame = python_json(code, json.dumps(sources), store=store)
     expected = trained.translator.translate(sources)
     assert from_list == expected
     assert from_frame == expected

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import json
 import random
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import assert_batched_decoding_matches_seed_style, reversal_pairs, subprocess_env
+from conftest import assert_batched_decoding_matches_seed_style, python_json, reversal_pairs
 
 from charmt.cli.main import main as cli_main
 from charmt.data.batches import pad
@@ -223,15 +221,7 @@ def test_the_logged_translator_loads_and_predicts_in_a_fresh_process(
         "print(json.dumps([list(model.predict(sources)),\n"
         "                  list(model.predict(sources, params={'beam_width': 3}))]))\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code, json.dumps(sources)],
-        capture_output=True,
-        text=True,
-        env=subprocess_env(MLFLOW_TRACKING_URI=store),
-        timeout=180,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    greedy, beam = json.loads(done.stdout.strip().splitlines()[-1])
+    greedy, beam = python_json(code, json.dumps(sources), store=store)
     assert greedy == translator.translate(sources)
     assert beam == translator.translate(sources, beam_width=3)
 
