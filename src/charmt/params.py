@@ -100,6 +100,17 @@ def optional(kind: Any) -> Any:
 
 
 AtLeastOne = integer(1)
+
+
+def is_beam_width(width: object, maximum: int | None = None) -> bool:
+    """Whether ``width`` is a beam width: an integer (not a bool) from 1 (greedy decoding) up to
+    ``maximum``, if one is given. The one rule for the translator, its decoders and the served
+    model, which also caps it."""
+    if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+        return False
+    return maximum is None or width <= maximum
+
+
 AtLeastZero = integer(0)
 Fraction = number(0, 1)
 NonNegative = number(0)

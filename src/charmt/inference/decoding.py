@@ -19,6 +19,7 @@ import tensorflow as tf
 from charmt.data.vocabulary import END, PAD, START
 from charmt.models.model import architecture_of, decoder_step_model, encoder_model, output_head
 from charmt.models.transformer import TransformerStep, is_transformer
+from charmt.params import is_beam_width
 
 _IDS = tf.TensorSpec(shape=(None, None), dtype=tf.int32)
 _LENGTH = tf.TensorSpec(shape=(), dtype=tf.int32)
@@ -150,7 +151,7 @@ class BeamDecoder:
     """
 
     def __init__(self, model: keras.Model, beam_width: int, length_alpha: float = 1.0) -> None:
-        if not isinstance(beam_width, int) or beam_width < 1:
+        if not is_beam_width(beam_width):
             raise ValueError(f"beam_width must be a positive integer, got {beam_width!r}")
         self._step = decoder_step(model)
         self.beam_width = beam_width

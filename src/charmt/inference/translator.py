@@ -23,6 +23,7 @@ from charmt.errors import CharmtError
 from charmt.inference.decoding import BeamDecoder, GreedyDecoder
 from charmt.models import modeldir
 from charmt.models.model import max_positions
+from charmt.params import is_beam_width
 from charmt.text import normalize
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ class Translator:
         self, beam_width: int = 1, length_alpha: float = 1.0
     ) -> GreedyDecoder | BeamDecoder:
         """The greedy decoder (``beam_width`` 1), else a beam decoder; each is built once."""
-        if isinstance(beam_width, bool) or not isinstance(beam_width, int) or beam_width < 1:
+        if not is_beam_width(beam_width):
             raise CharmtError(
                 f"beam width must be a positive integer (1: greedy), got {beam_width!r}"
             )

@@ -28,6 +28,7 @@ import mlflow.models
 import mlflow.pyfunc
 from mlflow.exceptions import MlflowException
 
+from charmt.params import is_beam_width
 from charmt.text import normalize
 
 ARTIFACT = "translator"
@@ -93,7 +94,7 @@ def check_request(sentences: Any, known: set[str]) -> list[str]:
 
 def check_beam_width(width: Any) -> int:
     """``width`` if it is a beam width the server accepts; else an ``MlflowException`` (400)."""
-    if isinstance(width, bool) or not isinstance(width, int) or not 1 <= width <= MAX_BEAM_WIDTH:
+    if not is_beam_width(width, MAX_BEAM_WIDTH):
         raise _refuse(
             f"beam_width = {width!r}; must be an integer from 1 (greedy) to {MAX_BEAM_WIDTH}"
         )
