@@ -195,7 +195,7 @@ def promote(
     try:
         return _promote(run_id, name, new_score, test_pairs, evaluation)
     except MlflowException as error:
-        if not permission_denied(error):
+        if not tracking.permission_denied(error):
             raise
         user = os.environ.get("MLFLOW_TRACKING_USERNAME") or "this user"
         return Promotion(
@@ -207,11 +207,6 @@ def promote(
                 f"maintainer promotes its model with `dvc repro -f -s evaluate`"
             ),
         )
-
-
-def permission_denied(error: MlflowException) -> bool:
-    """Whether a tracking server refused ``error``'s request for want of permission."""
-    return error.error_code == "PERMISSION_DENIED" or "error code 403" in str(error)
 
 
 def _promote(

@@ -26,7 +26,12 @@ from charmt.tracking.logged import (
     ready_models,
 )
 from charmt.tracking.provenance import changed_params, default_run_name, run_description, run_tags
-from charmt.tracking.reach import check_reachable, check_writable, http_retries
+from charmt.tracking.reach import (
+    check_reachable,
+    check_writable,
+    http_retries,
+    permission_denied,
+)
 from charmt.tracking.runs import (
     EVALUATION_ERROR_TAG,
     EVALUATION_STATUS_TAG,
@@ -88,6 +93,7 @@ __all__ = [
     "log_saved_training",
     "log_summary",
     "log_trained_model",
+    "permission_denied",
     "read_run_id",
     "ready_models",
     "recovery_command",

@@ -73,6 +73,13 @@ def _status(error: BaseException) -> int | None:
     return int(match.group(1)) if match else None
 
 
+def permission_denied(error: BaseException) -> bool:
+    """Whether a tracking server refused ``error``'s request for want of permission (HTTP 403;
+    MLflow's own stores say ``PERMISSION_DENIED``)."""
+    code = getattr(error, "error_code", None)
+    return _status(error) == 403 or code == "PERMISSION_DENIED"
+
+
 def _is_certificate_error(error: BaseException) -> bool:
     text = str(error)
     return isinstance(error, requests.exceptions.SSLError) or any(
@@ -147,7 +154,7 @@ def check_writable(experiment: str, uri: str | None = None) -> None:
     except MlflowException as error:
         if error.error_code == "RESOURCE_DOES_NOT_EXIST":
             return  # allowed to write; the tag was not there, as intended
-        if _status(error) == 403 or error.error_code == "PERMISSION_DENIED":
+        if permission_denied(error):
             user = os.environ.get("MLFLOW_TRACKING_USERNAME") or "this user"
             raise CharmtError(
                 f"{user} has no permission to write to {what} (HTTP 403): ask an admin of the "
