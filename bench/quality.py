@@ -36,14 +36,17 @@ import os
 import platform
 import resource
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-WORK = HERE / "work"
-RESULTS = HERE / "results"
+# `python bench/quality.py` puts bench/ on sys.path, not the project root (bench.harness).
+if str(Path(__file__).resolve().parents[1]) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.harness import HERE, RESULTS, WORK, WorkerFailed, raw_pairs
+from bench.harness import run_worker as run_script
+
 PREPROCESS = {"validation_fraction": 0.1, "test_fraction": 0.1, "seed": 42}
 # The Transformer profiles of docs/models.md, as params.yaml keys: the README's `dvc exp run -S`
 # lines set exactly these (tests/test_docs.py checks), so a row here is a measurement of the line.
@@ -89,16 +92,6 @@ def sections(keys: dict) -> tuple[dict, dict]:
 
 
 METRICS = ("exact_match", "char_accuracy", "bleu", "chrf")
-
-
-def _raw(data: str) -> str:
-    from charmt.data.download import fetch_pairs_file
-
-    raw = WORK / "fra.txt"
-    if not raw.exists():
-        WORK.mkdir(parents=True, exist_ok=True)
-        fetch_pairs_file(data, raw, progress=False)
-    return str(raw)
 
 
 def progress_callback(vocabularies, splits, rows, curve_every, budget_seconds, curve):
@@ -218,19 +211,17 @@ def worker(
 
 
 def run_worker(**kwargs) -> dict:
-    # Progress lines go straight to this terminal (stderr); the result is stdout's last line.
-    done = subprocess.run(
-        [sys.executable, __file__, "--worker", json.dumps(kwargs)],
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
-    )
-    if done.returncode != 0:
-        sys.exit(f"worker {kwargs['model']} failed (exit {done.returncode}); see above")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    """One configuration's worker in a fresh process; its progress lines go straight to this
+    terminal (stderr). A failed worker stops the benchmark."""
+    try:
+        return run_script(__file__, ["--worker", json.dumps(kwargs)], "", show_progress=True)
+    except WorkerFailed:
+        sys.exit(f"worker {kwargs['model']} failed; see above")
 
 
 def main() -> None:
+    from charmt.io.atomic import write_json, write_text
+
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -269,7 +260,7 @@ def main() -> None:
         return
 
     began = time.time()
-    raw = _raw(args.data)
+    raw = raw_pairs(args.data)
     date = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     setup = {
         "data": args.data,
@@ -338,8 +329,9 @@ def main() -> None:
             sys.exit(f"the configurations were scored on different test splits: {test_splits}")
         results["setup"]["test_split_sha256"] = next(iter(test_splits))
         results["benchmark_seconds"] = round(time.time() - began)
-        json_path.write_text(json.dumps(results, indent=2) + "\n")
-        json_path.with_suffix(".md").write_text(markdown(results))
+        # Atomically: an interrupted run never leaves half a results file behind.
+        write_json(json_path, results)
+        write_text(json_path.with_suffix(".md"), markdown(results))
     print(markdown(results))
 
 

@@ -30,18 +30,17 @@ import os
 import platform
 import resource
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-WORK = HERE / "work"
-RESULTS = HERE / "results"
-# `python bench/run.py` puts bench/ on sys.path, not the project root: the driver too imports
-# bench.quality (the Transformer profile), as its workers do through PYTHONPATH.
-if str(HERE.parent) not in sys.path:
-    sys.path.insert(0, str(HERE.parent))
+# `python bench/run.py` puts bench/ on sys.path, not the project root: the driver imports
+# bench.harness and bench.quality (the Transformer profile), as its workers do (PYTHONPATH).
+if str(Path(__file__).resolve().parents[1]) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.harness import HERE, RESULTS, WORK, WorkerFailed, raw_pairs
+from bench.harness import run_worker as run_script
 
 
 def _defaults() -> tuple[dict, object]:
@@ -70,15 +69,6 @@ def _splits(data: str, num_samples: int):
     if not (prepared / "test.tsv").exists():
         prepare(data, prepared, num_samples, **preprocess)
     return {name: load_split(prepared, name) for name in ("train", "validation", "test")}
-
-
-def _raw(data: str) -> str:
-    from charmt.data.download import fetch_pairs_file
-
-    raw = WORK / "fra.txt"
-    if not raw.exists():
-        fetch_pairs_file(data, raw, progress=False)
-    return str(raw)
 
 
 def _quality(outputs: list[str], test) -> dict[str, float]:
@@ -325,30 +315,10 @@ WORKERS = {
 # --- the driver ---------------------------------------------------------------------------------
 
 
-class WorkerFailed(Exception):
-    """A worker process exited non-zero; ``stderr`` is the end of what it wrote there."""
-
-    def __init__(self, name: str, stderr: str) -> None:
-        super().__init__(f"worker {name} failed")
-        self.stderr = stderr
-
-
 def run_worker(name: str, **kwargs) -> dict:
     """Run worker ``name`` in a fresh process; its JSON output. Raises ``WorkerFailed``."""
     print(f"-- {name} {kwargs}", flush=True)
-    # The caller's PYTHONPATH kept after the project root: a worker imports the same charmt as
-    # the driver (a checkout on PYTHONPATH, not whichever one the environment has installed).
-    path = os.pathsep.join(filter(None, [str(HERE.parent), os.environ.get("PYTHONPATH")]))
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=path)
-    done = subprocess.run(
-        [sys.executable, __file__, "--worker", name, json.dumps(kwargs)],
-        capture_output=True,
-        text=True,
-        env=env,
-    )
-    if done.returncode != 0:
-        raise WorkerFailed(name, done.stderr[-4000:])
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_script(__file__, ["--worker", name, json.dumps(kwargs)], name)
 
 
 def _lstm_step_flops(inputs: int, softmax_vocab: int = 0) -> int:
@@ -445,7 +415,7 @@ def main() -> None:
 
     WORK.mkdir(parents=True, exist_ok=True)
     began = time.time()
-    raw = _raw(args.data)
+    raw = raw_pairs(args.data)
     common = {"data": raw, "num_samples": args.num_samples}
     progress: dict = {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),

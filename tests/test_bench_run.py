@@ -22,7 +22,7 @@ def bench_run(monkeypatch, tmp_path):
     from bench import run
 
     monkeypatch.setattr(run, "WORK", tmp_path / "work")
-    monkeypatch.setattr(run, "_raw", lambda data: str(tmp_path / "fra.txt"))
+    monkeypatch.setattr(run, "raw_pairs", lambda data: str(tmp_path / "fra.txt"))
     return run
 
 
