@@ -3,16 +3,16 @@ process, and in a process that has already imported today's charmt, as the evalu
 when it re-scores an older champion (charmt.pipeline.registry).
 
 Such a model carries the flat charmt package it was logged with (``code_paths``) and that
-package's pyfunc.py. The flat package is rebuilt here from today's files (``flat_copy``): each
-module back at its old name, its imports written back. The move changed where code lives, not
-what it does, so this is the package a model logged then carries.
+package's pyfunc.py. ``tests/data/charmt-flat-layout.tar.gz`` is that package, frozen: src/charmt
+at commit dfec453, the last of the flat layout, made with
+``git archive --format=tar dfec453 src/charmt | gzip -9n``.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import shutil
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -20,60 +20,14 @@ from conftest import PROJECT, python_json
 
 pytestmark = pytest.mark.e2e  # child processes that load TensorFlow
 
-# Each module of the flat layout and where it is now, under charmt.
-MOVED = {
-    "atomic": "io.atomic",
-    "paths": "io.paths",
-    "processes": "io.processes",
-    "data": "data.pairs",
-    "vocab": "data.vocabulary",
-    "download": "data.download",
-    "batches": "data.batches",
-    "model": "models.model",
-    "transformer": "models.transformer",
-    "optimization": "models.optimization",
-    "modeldir": "models.modeldir",
-    "decoding": "inference.decoding",
-    "translator": "inference.translator",
-    "metrics": "evaluation.metrics",
-    "evaluation": "evaluation.scoring",
-    "training": "training.fit",
-    "selection": "training.selection",
-    "checkpoint": "training.checkpoint",
-    "pyfunc": "serving.pyfunc",
-    "registry": "pipeline.registry",
-    "train_stage": "pipeline.train",
-    "codedeps": "pipeline.codedeps",
-    "cli": "cli.main",
-    "ui": "cli.ui",
-    "console": "cli.console",
-}
+FROZEN = Path(__file__).parent / "data" / "charmt-flat-layout.tar.gz"
 
 
 def flat_copy(directory: Path) -> Path:
-    """src/charmt as it was laid out before the move, in ``directory/charmt``; ``directory``."""
-    root = directory / "charmt"
-    shutil.copytree(PROJECT / "src/charmt", root, ignore=shutil.ignore_patterns("__pycache__"))
-    for old, new in MOVED.items():
-        (root / f"{new.replace('.', '/')}.py").rename(root / f"{old}.moved")
-    for package in {new.split(".")[0] for new in MOVED.values()}:
-        shutil.rmtree(root / package)
-    for moved in root.glob("*.moved"):
-        moved.replace(moved.with_suffix(".py"))
-    by_length = sorted(MOVED.items(), key=lambda item: -len(item[1]))
-    module_import = re.compile(
-        r"from charmt\.(\w+) import (\w+)\b"
-    )  # ``from charmt.evaluation import metrics``: a moved module imported from its package
-    dotted = re.compile(r"\bcharmt\.(" + "|".join(re.escape(n) for _, n in by_length) + r")\b")
-    flat = {new: old for old, new in MOVED.items()}
-
-    def module_back(match: re.Match[str]) -> str:
-        new = f"{match.group(1)}.{match.group(2)}"
-        return f"from charmt import {flat[new]}" if new in flat else match.group(0)
-
-    for file in root.rglob("*.py"):
-        text = module_import.sub(module_back, file.read_text())
-        file.write_text(dotted.sub(lambda m: f"charmt.{flat[m.group(1)]}", text))
+    """The frozen flat-layout charmt, unpacked: ``directory`` holds its ``charmt`` package."""
+    with tarfile.open(FROZEN) as archive:
+        archive.extractall(directory / "unpacked", filter="data")
+    shutil.move(directory / "unpacked" / "src" / "charmt", directory / "charmt")
     return directory
 
 
@@ -122,8 +76,10 @@ def test_a_translator_logged_before_the_move_loads_fresh_and_beside_todays_charm
 
     fresh = python_json(LOAD_AND_TRANSLATE, uri, "fresh", json.dumps(sources), store=mlflow_store)
     assert fresh["translations"] == expected
-    # The model's own flat copy: its charmt/translator.py holds the Translator itself.
-    assert "inference" not in Path(fresh["translator"]).read_text()
+    # The model's own flat copy answered, from the code it carries: not today's charmt.
+    loaded = Path(fresh["translator"])
+    assert loaded.parts[-3:] == ("code", "charmt", "translator.py"), loaded
+    assert not loaded.is_relative_to(PROJECT)
 
     beside = python_json(
         LOAD_AND_TRANSLATE, uri, "after-charmt", json.dumps(sources), store=mlflow_store
