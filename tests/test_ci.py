@@ -171,6 +171,19 @@ def test_check_run_fails_a_wrong_params_diff(tmp_path, changes):
     assert "pipeline-check: FAILED: dvc params diff shows" in done.stdout
 
 
+def pytest_in(directory: Path, *options: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """pytest, in a child process with ``env`` added, on the tests in ``directory`` alone: none
+    of this project's configuration (pyproject's addopts) applies."""
+    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", *options]
+    return subprocess.run(
+        [*command, "-c", os.devnull, "--rootdir", str(directory), str(directory)],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(**env),
+        timeout=300,
+    )
+
+
 @pytest.mark.e2e
 def test_under_ci_a_skipped_test_fails(tmp_path):
     """tests/conftest.py turns any skip into a failure when CI is set, so a tool or server CI
@@ -183,21 +196,11 @@ def test_under_ci_a_skipped_test_fails(tmp_path):
         "    pytest.skip('the tool is not installed')\n"
     )
 
-    def pytest_in(directory: Path, ci: str) -> subprocess.CompletedProcess[str]:
-        command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-n", "0", "-q"]
-        return subprocess.run(
-            [*command, "-c", os.devnull, "--rootdir", str(directory), str(directory)],
-            capture_output=True,
-            text=True,
-            env=subprocess_env(CI=ci),
-            timeout=300,
-        )
-
-    under_ci = pytest_in(tmp_path, "true")
+    under_ci = pytest_in(tmp_path, "-n", "0", CI="true")
     assert under_ci.returncode == 1, under_ci.stdout[-3000:]
     assert "skipped under CI, where every test must run: " in under_ci.stdout
     assert "the tool is not installed" in under_ci.stdout
-    outside = pytest_in(tmp_path, "")
+    outside = pytest_in(tmp_path, "-n", "0", CI="")
     assert outside.returncode == 0 and "1 skipped" in outside.stdout, outside.stdout[-3000:]
 
 
@@ -233,14 +236,11 @@ def test_each_module_runs_on_one_worker_and_the_shared_ones_together(tmp_path):
     for module in modules:
         (suite / f"{module}.py").write_text(SUITE_MODULE.format(module=module))
     log = tmp_path / "suite.log"
-    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "scheduling", "-q"]
-    command += ["-n", "2", "--dist", "loadscope", "--no-loadscope-reorder"]
-    done = subprocess.run(
-        [*command, "-c", os.devnull, "--rootdir", str(suite), str(suite)],
-        capture_output=True,
-        text=True,
-        env=subprocess_env(SUITE_LOG=str(log), PYTHONPATH=str(PROJECT / "tests")),
-        timeout=300,
+    done = pytest_in(
+        suite,
+        *("-p", "scheduling", "-n", "2", "--dist", "loadscope", "--no-loadscope-reorder"),
+        SUITE_LOG=str(log),
+        PYTHONPATH=str(PROJECT / "tests"),
     )
     assert done.returncode == 0, done.stdout[-3000:]
     lines = [line.split() for line in log.read_text().splitlines()]
