@@ -213,10 +213,11 @@ def worker(
 def run_worker(**kwargs) -> dict:
     """One configuration's worker in a fresh process; its progress lines go straight to this
     terminal (stderr). A failed worker stops the benchmark."""
+    name = kwargs["model"]
     try:
-        return run_script(__file__, ["--worker", json.dumps(kwargs)], "", show_progress=True)
-    except WorkerFailed:
-        sys.exit(f"worker {kwargs['model']} failed; see above")
+        return run_script(__file__, ["--worker", json.dumps(kwargs)], name, show_progress=True)
+    except WorkerFailed as failure:
+        sys.exit(f"{failure}; see above")
 
 
 def main() -> None:
