@@ -16,13 +16,13 @@ import yaml
 from conftest import PROJECT, subprocess_env
 
 from charmt.errors import CharmtError
+from charmt.fields import words_of
 from charmt.params import (
     SCHEMA,
     ModelParams,
     TrainParams,
     check_section,
     load_sections,
-    words_of,
 )
 
 STAGE_ARGS = {

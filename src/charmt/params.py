@@ -1,7 +1,8 @@
 """params.yaml: the one place that declares every knob, its type and its allowed values.
 
 Each section is one pydantic model: its fields' types, bounds and defaults are the schema, and
-the same class is what the code reads (``TrainParams``, ``ModelParams``). Types are strict:
+the same class is what the code reads (``TrainParams``, ``ModelParams``); the field types, which
+say in words what they allow, come from ``charmt.fields``. Types are strict:
 ``epochs: true`` is not 1 and ``"3"`` is not 3.
 
 Each stage loads the sections it reads with ``load_sections`` before it does any work (and before
@@ -15,23 +16,27 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self, TypeVar
 
 import yaml
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    StringConstraints,
-    ValidationError,
-    model_validator,
-)
-from pydantic.fields import FieldInfo
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from charmt.errors import CharmtError
+from charmt.fields import (
+    Allowed,
+    AtLeastOne,
+    AtLeastZero,
+    Flag,
+    Fraction,
+    NonNegative,
+    Positive,
+    Sha256,
+    Text,
+    choice,
+    optional,
+    words_of,
+)
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 ARCHITECTURES = ("seed", "attention", "transformer")
@@ -47,61 +52,6 @@ SCHEDULES = ("constant", "inverse_sqrt")
 SELECT_BY = ("val_loss", "chrf", "char_accuracy")
 
 
-@dataclass(frozen=True)
-class Allowed:
-    """A type's allowed values in words, for the one-line error; rides in its ``Annotated``."""
-
-    words: str
-
-
-def words_of(field: FieldInfo) -> str:
-    """The allowed values of a section's field, in words."""
-    return next(m.words for m in field.metadata if isinstance(m, Allowed))
-
-
-def _words(kind: Any) -> str:
-    return next(m.words for m in getattr(kind, "__metadata__", ()) if isinstance(m, Allowed))
-
-
-def integer(minimum: int) -> Any:
-    """An integer >= ``minimum`` (strict: not a bool, a float or a string)."""
-    return Annotated[int, Field(ge=minimum), Allowed(f"an integer >= {minimum}")]
-
-
-def number(low: float, high: float | None = None, *, open_low: bool = False) -> Any:
-    """A finite number in [low, high), or (low, high) with ``open_low``; high None: no bound.
-
-    An integer stays an integer (``decay: 0`` is logged as 0, not 0.0).
-    """
-    bounds = Field(gt=low) if open_low else Field(ge=low)
-    left = "(" if open_low else "["
-    right = f"{high})" if high is not None else "inf)"
-    finite = Annotated[float, Field(allow_inf_nan=False)]
-    return Annotated[
-        int | finite, bounds, Field(lt=high), Allowed(f"a finite number in {left}{low}, {right}")
-    ]
-
-
-def choice(options: Iterable[str]) -> Any:
-    """One of ``options``."""
-    options = tuple(options)
-    return Annotated[Literal[options], Allowed(f"one of {', '.join(options)}")]
-
-
-def _not_blank(value: str) -> str:
-    if not value.strip():
-        raise ValueError("blank")
-    return value
-
-
-def optional(kind: Any) -> Any:
-    """``kind``'s values or null."""
-    return Annotated[kind | None, Allowed(f"null or {_words(kind)}")]
-
-
-AtLeastOne = integer(1)
-
-
 def is_beam_width(width: object, maximum: int | None = None) -> bool:
     """Whether ``width`` is a beam width: an integer (not a bool) from 1 (greedy decoding) up to
     ``maximum``, if one is given. The one rule for the translator, its decoders and the served
@@ -109,16 +59,6 @@ def is_beam_width(width: object, maximum: int | None = None) -> bool:
     if isinstance(width, bool) or not isinstance(width, int) or width < 1:
         return False
     return maximum is None or width <= maximum
-
-
-AtLeastZero = integer(0)
-Fraction = number(0, 1)
-NonNegative = number(0)
-Positive = number(0, open_low=True)
-Flag = Annotated[bool, Allowed("true or false")]
-Text = Annotated[str, AfterValidator(_not_blank), Allowed("a non-empty string")]
-# Rust's regex (pydantic's): `$` is the end of the text, so a trailing newline does not match.
-Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F]{64}$"), Allowed("64 hex digits")]
 
 
 class Section(BaseModel):
