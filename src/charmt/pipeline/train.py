@@ -22,7 +22,8 @@ from typing import Any
 
 from charmt import tracking
 from charmt.pipeline import codedeps
-from charmt.training.checkpoint import Checkpoint, Checkpoints, file_digest
+from charmt.training.checkpoint import Checkpoint, Checkpoints
+from charmt.training.fingerprint import file_digest
 
 # The params.yaml sections logged as the run's params (of charmt.params.TRAIN_SECTIONS).
 LOGGED_SECTIONS = ("data", "preprocess", "model", "train")

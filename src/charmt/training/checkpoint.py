@@ -7,50 +7,31 @@ Layout: ``<root>/<fingerprint>/epoch-0007/`` holds everything needed to continue
 (``state.json`` plus the weight files the trainer writes). A checkpoint directory is written under
 a temporary name and renamed into place only once complete, and older epochs are removed only
 after that, so a hard kill (SIGKILL, power loss) at any moment leaves the last complete
-checkpoint loadable. The fingerprint is a digest of everything the result depends on (train
-params, the data's contents, the code that trains): a changed param, changed data or edited code
-never resumes a stale checkpoint, and ``discard_stale`` says which of them changed.
+checkpoint loadable. A configuration's key is its ``charmt.training.fingerprint``, a digest of
+everything the result depends on: a changed param, changed data or edited code never resumes a
+stale checkpoint, and ``discard_stale`` says which of them changed.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from charmt.io.digest import sha256_of
+from charmt.training.fingerprint import changed_inputs, fingerprint
 
 STATE_FILE = "state.json"
 
 # Beside a configuration's epochs: the inputs its fingerprint was made of, to say what changed.
 INPUTS_FILE = "inputs.json"
 _EPOCH_DIR = re.compile(r"epoch-(\d+)")
-
-
-def file_digest(paths: Iterable[str | os.PathLike[str]]) -> str:
-    """sha256 over the names and contents of ``paths`` (files, or directories walked in order)."""
-    digest = hashlib.sha256()
-    for path in paths:
-        path = Path(path)
-        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-        for file in files:
-            digest.update(file.name.encode() + b"\0")
-            digest.update(bytes.fromhex(sha256_of(file)))
-    return digest.hexdigest()
-
-
-def fingerprint(inputs: Mapping[str, Any]) -> str:
-    """A short digest of ``inputs`` (JSON-able: params, data digests), the checkpoint's key."""
-    text = json.dumps(inputs, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -60,21 +41,6 @@ class Checkpoint:
     epoch: int
     state: dict[str, Any]
     directory: Path
-
-
-def changed_inputs(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
-    """What differs between two fingerprint inputs, in words: ``train``, ``code (charmt/x.py)``."""
-    changes = []
-    for name in sorted(old.keys() | new.keys()):
-        before, after = old.get(name), new.get(name)
-        if before == after:
-            continue
-        if isinstance(before, Mapping) and isinstance(after, Mapping) and name == "code":
-            files = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
-            changes.append(f"code ({', '.join(files)})")
-        else:
-            changes.append(name)
-    return changes
 
 
 class Checkpoints:
