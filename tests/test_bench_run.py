@@ -123,8 +123,9 @@ def test_the_driver_does_not_import_tensorflow():
     # Its workers do, each in its own process; the driver reads the defaults, counts FLOPs and
     # records the Transformer profile it trains.
     code = (
-        "import sys; from bench import run; from charmt.data.pairs import Pair; "
-        "run._defaults(); run.training_flops([Pair('Go.', 'Va !')]); run.transformer_params(2); "
+        "import sys; from bench import run, profiles, speed_summary, speed_report; "
+        "from charmt.data.pairs import Pair; profiles.pipeline_defaults(); "
+        "speed_summary.training_flops([Pair('Go.', 'Va !')]); profiles.transformer_params(2); "
         "assert 'tensorflow' not in sys.modules, 'tensorflow imported'"
     )
     env = subprocess_env(PYTHONPATH=os.pathsep.join([str(PROJECT), str(PROJECT / "src")]))
