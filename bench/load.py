@@ -27,7 +27,6 @@ import concurrent.futures
 import datetime
 import json
 import os
-import platform
 import random
 import ssl
 import statistics
@@ -35,11 +34,13 @@ import sys
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-# Run as `python bench/load.py`: the project root on the path, for bench.servers.
-sys.path.insert(0, str(HERE.parent))
-WORK = HERE / "work" / "load"
-RESULTS = HERE / "results"
+# Run as `python bench/load.py`: the project root on the path, for bench.servers and bench.harness.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.harness import RESULTS, cpu_name, write_results
+from bench.harness import WORK as BENCH_WORK
+
+WORK = BENCH_WORK / "load"
 
 
 def tiny_model(directory: Path) -> Path:
@@ -239,7 +240,7 @@ def run_against(args: argparse.Namespace, url: str, pool: list[str] | None = Non
 
     report: dict = {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
+        "machine": f"{cpu_name()}, {os.cpu_count()} CPUs",
         "model": str(args.model or "tiny reversal model (latent 64)")
         if server is not None
         else f"served at {url}",
@@ -276,9 +277,7 @@ def run_against(args: argparse.Namespace, url: str, pool: list[str] | None = Non
     report["bad_requests"] = table
     report["rss_mib_after_bad_requests"] = rss()
 
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    args.out.with_suffix(".md").write_text(markdown(report))
+    write_results(args.out, report, markdown(report))
     print(markdown(report))
     bad = [row for row in table if not row["kept_serving"]]
     sys.exit(1 if report["load"]["errors"] or bad else 0)
