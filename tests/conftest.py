@@ -331,6 +331,25 @@ def logged(trained: Trained, tmp_path_factory: pytest.TempPathFactory) -> Logged
     return Logged(run_id, store, f"runs:/{run_id}/translator")
 
 
+@pytest.fixture(scope="session")
+def team(postgres: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:  # noqa: F811
+    """The team's server as docs/team.md builds it (tests/team_server.py), once per worker: its
+    modules are one work unit with tests/test_server.py (tests/scheduling.py)."""
+    from team_server import running_team
+
+    with running_team(postgres, tmp_path_factory.mktemp("team-server")) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def promoted(team: Any, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A trainer's run on the team's server that a maintainer then promotes
+    (``team_server.promote``)."""
+    from team_server import promote
+
+    return promote(team, tmp_path_factory.mktemp("trainer"))
+
+
 # The sweep both tests/test_sweeps.py and tests/test_ui.py look at: a 2 x 2 grid of tiny
 # experiments queued on a project with no MLflow store yet, run by two DVC queue workers.
 SWEEP = ("train.latent_dim=16,32", "train.learning_rate=0.003,0.01")

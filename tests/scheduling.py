@@ -20,10 +20,12 @@ import pytest
 from xdist.scheduler import LoadScopeScheduling
 
 # Modules that share a session fixture: the PostgreSQL cluster (one per worker) and the team's
-# servers; the sweep that the MLflow UI test looks at.
+# servers (tests/team_server.py); the sweep that the MLflow UI test looks at.
 SHARED = {
     "test_server": "postgres",
+    "test_team_access": "postgres",
     "test_team_server": "postgres",
+    "test_team_serving": "postgres",
     "test_sweeps": "sweep",
     "test_ui": "sweep",
 }

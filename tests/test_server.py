@@ -2,12 +2,12 @@
 artifacts, and the pipeline's train stage using it over HTTP only: a training that loses the
 server is kept and logged once it is back, and a stopped server makes the train stage fail at
 once, in one line. What a pipeline run logs through a server, its champion, ``charmt translate``
-and ``mlflow models serve`` from it are proved on the team's server (tests/test_team_server.py),
-PostgreSQL and proxied artifacts too, behind nginx and basic auth.
+and ``mlflow models serve`` from it are proved on the team's server (tests/team_server.py and
+its tests/test_team_*.py), PostgreSQL and proxied artifacts too, behind nginx and basic auth.
 
 Each scenario has its own project, its own server and its own database; they share only the
-PostgreSQL cluster (one per test process, with tests/test_team_server.py), in which none of them
-touches another's database, so any order passes.
+PostgreSQL cluster (one per test process, with the team's tests), in which none of them touches
+another's database, so any order passes.
 
 Needs the system's PostgreSQL 15 (``.ci/install-system-packages``): skipped without it, except in
 CI (env CI set), where that is a failure. PostgreSQL refuses to run as root: as root, the cluster
