@@ -30,7 +30,7 @@ from conftest import PROJECT, make_project, subprocess_env
 
 from charmt.errors import CharmtError
 from charmt.io.processes import answers
-from charmt.params import load_sections
+from charmt.params import read
 
 DOCS = [PROJECT / "README.md", *sorted((PROJECT / "docs").glob("*.md"))]
 README_MAX_LINES = 150
@@ -227,7 +227,7 @@ def validate(values: dict) -> str | None:
         path = Path(directory) / "params.yaml"
         path.write_text(yaml.safe_dump(values, sort_keys=False), encoding="utf-8")
         try:
-            load_sections(path, list(values))
+            read(path, *values)
         except CharmtError as error:
             return str(error).removeprefix(f"{path}: ")
     return None

@@ -20,9 +20,10 @@ from charmt.fields import words_of
 from charmt.params import (
     SCHEMA,
     ModelParams,
+    RegistryParams,
     TrainParams,
     check_section,
-    load_sections,
+    read,
 )
 
 STAGE_ARGS = {
@@ -126,12 +127,16 @@ def test_stage_refuses_a_bad_param_in_one_line_and_writes_nothing(
 
 
 def test_the_project_params_are_valid():
-    sections = load_sections(PROJECT / "params.yaml", SCHEMA)
-    assert TrainParams.from_dict(sections["train"]).epochs == sections["train"]["epochs"]
+    sections = read(PROJECT / "params.yaml", *SCHEMA)
+    assert {name: type(section) for name, section in sections.items()} == SCHEMA
+    assert (
+        sections["train"].epochs
+        == yaml.safe_load((PROJECT / "params.yaml").read_text())["train"]["epochs"]
+    )
 
 
 def test_train_defaults_are_the_schema_defaults():
-    assert check_section("train", {}) == TrainParams().to_dict()
+    assert check_section("train", {}) == TrainParams()
 
 
 def test_every_section_and_key_of_the_project_params_is_in_the_schema_and_kept_as_written():
@@ -139,7 +144,7 @@ def test_every_section_and_key_of_the_project_params_is_in_the_schema_and_kept_a
     assert set(params) == set(SCHEMA)
     for name, values in params.items():
         # Nothing coerced: what MLflow logs and checkpoints fingerprint is what the file says.
-        checked = check_section(name, values)
+        checked = check_section(name, values).model_dump()
         assert checked == values, name
         assert [type(v) for v in checked.values()] == [type(v) for v in values.values()], name
 
@@ -257,9 +262,9 @@ def test_errors_are_one_line_in_the_words_of_params_yaml(name, values, message):
 
 def test_numbers_keep_their_type():
     # decay: 0 is logged to MLflow as 0, as written, not 0.0.
-    assert check_section("train", {"decay": 0, "learning_rate": 1})["decay"] == 0
-    assert type(check_section("train", {"decay": 0})["decay"]) is int
-    assert type(check_section("train", {"decay": 0.5})["decay"]) is float
+    assert check_section("train", {"decay": 0, "learning_rate": 1}).decay == 0
+    assert type(check_section("train", {"decay": 0}).decay) is int
+    assert type(check_section("train", {"decay": 0.5}).decay) is float
 
 
 def test_built_directly_the_params_are_still_checked_and_frozen():
@@ -287,8 +292,8 @@ def test_registry_section_is_optional_and_accepts_a_name_or_null(tmp_path):
     params.pop("registry", None)
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(params))
-    assert load_sections(path, ["registry"]) == {"registry": {"model_name": None}}
-    assert check_section("registry", {"model_name": "charmt"}) == {"model_name": "charmt"}
+    assert read(path, "registry") == {"registry": RegistryParams(model_name=None)}
+    assert check_section("registry", {"model_name": "charmt"}).model_name == "charmt"
 
 
 def test_a_missing_required_key_is_named():
@@ -300,12 +305,12 @@ def test_a_missing_section_is_named(tmp_path):
     path = tmp_path / "params.yaml"
     path.write_text("data: {url: x, num_samples: 3}\n")
     with pytest.raises(CharmtError, match="section 'tracking' is missing"):
-        load_sections(path, ["tracking"])
+        read(path, "tracking")
 
 
 def test_invalid_yaml_is_one_line(tmp_path):
     path = tmp_path / "params.yaml"
     path.write_text("train:\n  epochs: [3\n")
     with pytest.raises(CharmtError) as error:
-        load_sections(path, ["train"])
+        read(path, "train")
     assert "\n" not in str(error.value) and "not valid YAML" in str(error.value)

@@ -5,7 +5,7 @@ the same class is what the code reads (``TrainParams``, ``ModelParams``); the fi
 say in words what they allow, come from ``charmt.fields``. Types are strict:
 ``epochs: true`` is not 1 and ``"3"`` is not 3.
 
-Each stage loads the sections it reads with ``load_sections`` before it does any work (and before
+Each stage loads the sections it reads with ``read`` before it does any work (and before
 it imports TensorFlow), so a mistyped value fails in well under a second with one line that names
 the key, the value and what is allowed, instead of minutes later or with a traceback.
 
@@ -15,7 +15,6 @@ This module must stay cheap to import: the standard library, PyYAML and pydantic
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self, TypeVar
 
@@ -275,19 +274,18 @@ def _validated(model: type[_S], name: str, values: Any, path: str) -> _S:
         raise CharmtError(f"{path}: {_problem(model, name, values, error)}") from None
 
 
-def check_section(name: str, values: Any, path: str = "params.yaml") -> dict[str, Any]:
-    """One section checked against the schema; defaults filled in.
+def check_section(name: str, values: Any, path: str = "params.yaml") -> Section:
+    """One section's values checked against the schema, defaults filled in: its typed ``Section``.
 
     Raises ``CharmtError`` naming the key, its value and what is allowed.
     """
     if name not in SCHEMA:
         raise ValueError(f"no params section {name!r} in the schema")
-    return _validated(SCHEMA[name], name, values, path).model_dump()
+    return _validated(SCHEMA[name], name, values, path)
 
 
-def load_params(path: str | os.PathLike[str] = "params.yaml") -> dict[str, Any]:
-    """The whole params file as a dict, unchecked (``load_sections`` checks)."""
-    path = Path(path)
+def _read_file(path: Path) -> dict[str, Any]:
+    """The whole params file as a mapping of sections, unchecked."""
     try:
         params = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -300,21 +298,20 @@ def load_params(path: str | os.PathLike[str] = "params.yaml") -> dict[str, Any]:
     return params
 
 
+# Sections that may be left out of params.yaml (all defaults).
 _OPTIONAL = ("model", "registry")
-# The sections the train stage reads: here, so that stages/train.py checks them before it
-# imports MLflow and TensorFlow (a bad value fails in a fraction of a second).
-TRAIN_SECTIONS = ("data", "preprocess", "model", "train", "tracking")
 
 
-def load_sections(path: str | os.PathLike[str], names: Iterable[str]) -> dict[str, dict[str, Any]]:
-    """The sections ``names`` of the params file at ``path``, each checked, defaults filled in.
+def read(path: str | os.PathLike[str] = "params.yaml", *names: str) -> dict[str, Section]:
+    """The one way to read params: the sections ``names`` of the params file at ``path``, each
+    checked and typed (``DataParams``, ``TrainParams``, ...), defaults filled in.
 
     Every section that is present is checked too (unknown keys, wrong values): a mistake anywhere
     in params.yaml is reported by whichever stage runs first. The ``model`` and ``registry``
     sections are optional (all defaults).
     """
-    params = load_params(path)
-    names = list(names)
+    path = Path(path)
+    params = _read_file(path)
     for name in SCHEMA:
         if name in params and name not in names:
             check_section(name, params[name], str(path))
@@ -322,8 +319,3 @@ def load_sections(path: str | os.PathLike[str], names: Iterable[str]) -> dict[st
         name: check_section(name, params.get(name, {} if name in _OPTIONAL else None), str(path))
         for name in names
     }
-
-
-def section(params: dict[str, Any], name: str, path: str = "params.yaml") -> dict[str, Any]:
-    """One section of params, checked against the schema; defaults filled in."""
-    return check_section(name, params.get(name), path)
