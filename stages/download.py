@@ -4,7 +4,7 @@ import argparse
 from pathlib import Path
 
 from charmt.errors import exit_on_error
-from charmt.params import load_sections
+from charmt.pipeline import download
 
 
 def main() -> None:
@@ -12,13 +12,7 @@ def main() -> None:
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--out", type=Path, required=True, help="where fra.txt goes")
     args = parser.parse_args()
-
-    data = load_sections(args.params, ["data"])["data"]
-
-    from charmt.data.download import fetch_pairs_file  # after the params check: it imports requests
-
-    fetch_pairs_file(data["url"], args.out, data.get("sha256"))
-    print(f"wrote {args.out}")
+    download.run(args.params, args.out)
 
 
 if __name__ == "__main__":

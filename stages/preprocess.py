@@ -2,13 +2,10 @@
 vocabularies."""
 
 import argparse
-import json
 from pathlib import Path
 
-from charmt.data.pairs import prepare
 from charmt.errors import exit_on_error
-from charmt.io.atomic import write_json
-from charmt.params import load_sections
+from charmt.pipeline import preprocess
 
 
 def main() -> None:
@@ -20,20 +17,7 @@ def main() -> None:
     )
     parser.add_argument("--metrics", type=Path, required=True, help="data statistics (JSON)")
     args = parser.parse_args()
-
-    params = load_sections(args.params, ["data", "preprocess"])
-    preprocess = params["preprocess"]
-    stats = prepare(
-        args.raw,
-        args.out,
-        num_samples=params["data"]["num_samples"],
-        validation_fraction=preprocess["validation_fraction"],
-        test_fraction=preprocess["test_fraction"],
-        seed=preprocess["seed"],
-        held_out_pairs=preprocess.get("held_out_pairs"),
-    )
-    write_json(args.metrics, stats)
-    print(json.dumps(stats, indent=2))
+    preprocess.run(args.params, args.raw, args.out, args.metrics)
 
 
 if __name__ == "__main__":

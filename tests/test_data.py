@@ -1,5 +1,6 @@
-"""Tests for charmt.data.pairs: reading fra.txt, splitting by English sentence, the prepared
-files."""
+"""Tests for charmt.data (reading fra.txt, splitting by English sentence, the prepared files) and
+the preprocess stage's ``prepare`` (charmt.pipeline.preprocess); the values they take are checked
+by charmt.params, tested here on the keys they come from."""
 
 from __future__ import annotations
 
@@ -9,19 +10,15 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import yaml
 
-from charmt.data.pairs import (
-    SPLITS,
-    VOCABULARIES_FILE,
-    Pair,
-    load_split,
-    parse_line,
-    prepare,
-    read_pairs,
-    split_pairs,
-)
-from charmt.data.vocabulary import Vocabularies, Vocabulary
+from charmt.data.pairs import Pair, parse_line, read_pairs
+from charmt.data.prepared import load_split
+from charmt.data.splits import SPLITS, split_pairs
+from charmt.data.vocabulary import VOCABULARIES_FILE, Vocabularies, Vocabulary
 from charmt.errors import CharmtError
+from charmt.params import read
+from charmt.pipeline.preprocess import SECTIONS, prepare
 
 ATTRIBUTION = "CC-BY 2.0 (France) Attribution: tatoeba.org #2877272 (CM) & #1158250 (Wittydev)"
 
@@ -29,6 +26,18 @@ ATTRIBUTION = "CC-BY 2.0 (France) Attribution: tatoeba.org #2877272 (CM) & #1158
 def write(path: Path, text: str) -> Path:
     path.write_text(text, encoding="utf-8", newline="")
     return path
+
+
+def read_stage_params(tmp_path: Path, data: dict | None = None, **preprocess) -> None:
+    """Read the preprocess stage's params (charmt.params.read, as the stage does) with these
+    values over valid ones: the one place the values prepare and split_pairs take are checked."""
+    values = {
+        "data": {"url": "fra.txt", "num_samples": 10, **(data or {})},
+        "preprocess": {"validation_fraction": 0.1, "test_fraction": 0.1, "seed": 0, **preprocess},
+    }
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(values))
+    read(path, *SECTIONS)
 
 
 def many_translations(n_sources: int = 40) -> list[Pair]:
@@ -118,10 +127,9 @@ def test_limit_stops_before_later_problems(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("limit", [0, -3])
 def test_non_positive_limit_rejected(tmp_path: Path, limit: int) -> None:
-    raw = write(tmp_path / "fra.txt", "Go.\tVa !\n")
     # The key and the value, as the message names them (a bare "0" is in pytest's temp path).
-    with pytest.raises(CharmtError, match=rf"data\.num_samples\b.*\bgot {limit}$"):
-        read_pairs(raw, limit=limit)
+    with pytest.raises(CharmtError, match=rf"data\.num_samples = {limit}; must be an integer"):
+        read_stage_params(tmp_path, {"num_samples": limit})
 
 
 def test_missing_file(tmp_path: Path) -> None:
@@ -183,9 +191,9 @@ def test_split_fractions_count_distinct_english_sentences(validation: float, tes
 @pytest.mark.parametrize(
     ("validation", "test"), [(-0.1, 0.1), (0.1, -0.1), (1.0, 0.0), (0.0, 1.0), (0.6, 0.5)]
 )
-def test_split_rejects_invalid_fractions(validation: float, test: float) -> None:
+def test_split_rejects_invalid_fractions(tmp_path: Path, validation: float, test: float) -> None:
     with pytest.raises(CharmtError, match="fraction"):
-        split_pairs(many_translations(), validation, test, seed=0)
+        read_stage_params(tmp_path, validation_fraction=validation, test_fraction=test)
 
 
 def test_split_with_too_few_sentences_for_train() -> None:
@@ -382,7 +390,7 @@ def test_prepare_reads_the_whole_file_with_null_or_all(tmp_path: Path) -> None:
         stats = prepare(raw, tmp_path / "out", num_samples, 0.0, 0.0, seed=0)
         assert stats["pairs_read"] == len(SMALL_PAIRS)
     with pytest.raises(CharmtError, match=r"data\.num_samples.*'many'"):
-        prepare(raw, tmp_path / "out", "many", 0.0, 0.0, seed=0)
+        read_stage_params(tmp_path, {"num_samples": "many"})
 
 
 def test_prepare_counts_pairs_dropped_for_the_fixed_held_out_split(tmp_path: Path) -> None:
@@ -400,6 +408,6 @@ def test_prepare_counts_pairs_dropped_for_the_fixed_held_out_split(tmp_path: Pat
 
 
 @pytest.mark.parametrize("held_out_pairs", [0, -5, "first"])
-def test_bad_held_out_pairs_is_a_clear_error(held_out_pairs) -> None:
+def test_bad_held_out_pairs_is_a_clear_error(tmp_path: Path, held_out_pairs) -> None:
     with pytest.raises(CharmtError, match=r"preprocess\.held_out_pairs"):
-        split_pairs(adjacent_translations(30), 0.1, 0.1, 0, held_out_pairs=held_out_pairs)
+        read_stage_params(tmp_path, held_out_pairs=held_out_pairs)
