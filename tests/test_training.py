@@ -10,7 +10,7 @@ from charmt.data.batches import EncodedPairs, LengthBatches, to_dataset
 from charmt.data.pairs import Pair, build_vocabularies
 from charmt.errors import CharmtError
 from charmt.models.optimization import build_optimizer
-from charmt.params import load_params, section
+from charmt.params import read
 from charmt.training.fit import (
     HISTORY_COLUMNS,
     TrainParams,
@@ -137,7 +137,7 @@ def seed_train_params(source: str) -> TrainParams:
     if source == "TrainParams()":
         return TrainParams()
     # As stages/train.py reads them.
-    return TrainParams.from_dict(section(load_params(PROJECT / "params.yaml"), "train"))
+    return read(PROJECT / "params.yaml", "train")["train"]
 
 
 @pytest.mark.parametrize("source", ["TrainParams()", "params.yaml"])
