@@ -1,4 +1,5 @@
-"""The attention architecture: built, trained, decoded, saved and served like the seed's model."""
+"""The attention architecture: built, trained, decoded, saved and served like the Keras example's
+model."""
 
 from __future__ import annotations
 
@@ -14,15 +15,11 @@ from charmt.data.pairs import build_vocabularies
 from charmt.errors import CharmtError
 from charmt.evaluation import metrics
 from charmt.inference.translator import Translator
-from charmt.models.model import (
-    ModelParams,
-    architecture_of,
-    build_model,
-    decoder_step_model,
-    encoder_model,
-)
+from charmt.models.architectures import architecture_of, build_model
+from charmt.models.attention import decoder_step_model, encoder_model
 from charmt.models.modeldir import INFO_FILE
 from charmt.models.optimization import compile_model
+from charmt.params import ModelParams
 
 ARCHITECTURES = {
     "attention": ModelParams(architecture="attention"),
@@ -34,7 +31,7 @@ ARCHITECTURES = {
 
 @pytest.fixture(scope="module", params=list(ARCHITECTURES))
 def attention_trained(request, tmp_path_factory):
-    """A small attention model trained on the reversal task (as the seed's ``trained``)."""
+    """A small attention model trained on the reversal task (as conftest's ``trained``)."""
     from charmt.training.fit import TrainParams, train_model
 
     pairs = reversal_pairs(900, seed=1)
@@ -104,11 +101,11 @@ def test_attention_model_learns_the_task(attention_trained, trained):
 
 
 def test_saved_directory_records_and_restores_the_architecture(attention_trained, tmp_path):
-    translator, model_dir, held_out, architecture = attention_trained
+    translator, model_dir, held_out, model_params = attention_trained
     info = json.loads((model_dir / INFO_FILE).read_text())
-    assert ModelParams.from_dict(info["architecture"]) == architecture
+    assert ModelParams.from_dict(info["architecture"]) == model_params
     loaded = Translator.load(model_dir)
-    assert architecture_of(loaded.model) == architecture
+    assert architecture_of(loaded.model) == model_params
     sources = [p.source for p in held_out[:10]]
     assert loaded.translate(sources) == translator.translate(sources)
 
@@ -120,6 +117,11 @@ def test_a_model_json_that_contradicts_the_model_is_an_error(attention_trained, 
     for path in model_dir.iterdir():
         (copy / path.name).write_bytes(path.read_bytes())
     info = json.loads((copy / INFO_FILE).read_text())
+    info["architecture"] = {"architecture": "keras_example"}
+    (copy / INFO_FILE).write_text(json.dumps(info))
+    with pytest.raises(CharmtError, match="mixed up"):
+        Translator.load(copy)
+    # The name the Keras example's model had before is the same model: as contradictory.
     info["architecture"] = {"architecture": "seed"}
     (copy / INFO_FILE).write_text(json.dumps(info))
     with pytest.raises(CharmtError, match="mixed up"):
@@ -135,7 +137,7 @@ def test_cli_translates_with_an_attention_model_greedy_and_beam(attention_traine
     assert capsys.readouterr().out.splitlines() == translator.translate(sources, beam_width=3)
 
 
-def test_seed_model_directory_without_architecture_still_loads(trained, tmp_path):
+def test_keras_example_model_directory_without_architecture_still_loads(trained, tmp_path):
     """Directories written before the attention model have no architecture in model.json."""
     copy = tmp_path / "models"
     copy.mkdir()
@@ -147,10 +149,26 @@ def test_seed_model_directory_without_architecture_still_loads(trained, tmp_path
     assert architecture_of(Translator.load(copy).model) == ModelParams()
 
 
-def test_the_seed_architecture_is_the_seed_model():
-    seed = build_model(12, 14, 16)
-    assert seed.name == "charmt"
-    assert [layer.name for layer in seed.layers] == [
+def test_a_model_directory_that_names_the_keras_example_seed_still_loads(trained, tmp_path):
+    """Directories written before the rename record ``"architecture": "seed"``: the same model."""
+    copy = tmp_path / "models"
+    copy.mkdir()
+    for path in trained.model_dir.iterdir():
+        (copy / path.name).write_bytes(path.read_bytes())
+    info = json.loads((copy / INFO_FILE).read_text())
+    assert info["architecture"]["architecture"] == "keras_example"
+    info["architecture"]["architecture"] = "seed"
+    (copy / INFO_FILE).write_text(json.dumps(info))
+    loaded = Translator.load(copy)
+    assert architecture_of(loaded.model) == ModelParams()
+    sources = [p.source for p in trained.held_out[:5]]
+    assert loaded.translate(sources) == trained.translator.translate(sources)
+
+
+def test_the_keras_example_architecture_is_the_keras_example_model():
+    keras_example = build_model(12, 14, 16)
+    assert keras_example.name == "charmt"
+    assert [layer.name for layer in keras_example.layers] == [
         "encoder_ids",
         "decoder_ids",
         "encoder_one_hot",
@@ -159,14 +177,14 @@ def test_the_seed_architecture_is_the_seed_model():
         "decoder_lstm",
         "next_char",
     ]
-    assert architecture_of(seed) == ModelParams()
+    assert architecture_of(keras_example) == ModelParams()
 
 
 def test_attention_model_compiles_and_counts_more_parameters():
-    seed = build_model(12, 14, 16)
-    attention = build_model(12, 14, 16, architecture=ModelParams(architecture="attention"))
+    keras_example = build_model(12, 14, 16)
+    attention = build_model(12, 14, 16, model_params=ModelParams(architecture="attention"))
     compile_model(attention)
-    assert attention.count_params() > seed.count_params()
+    assert attention.count_params() > keras_example.count_params()
 
 
 @pytest.mark.parametrize(
@@ -187,7 +205,7 @@ def test_bad_model_params_are_clear_errors(values, message):
 
 def test_bidirectional_needs_an_even_latent_dim():
     with pytest.raises(CharmtError, match="even"):
-        build_model(5, 5, 7, architecture=ModelParams(architecture="attention", bidirectional=True))
+        build_model(5, 5, 7, model_params=ModelParams(architecture="attention", bidirectional=True))
 
 
 @pytest.mark.e2e

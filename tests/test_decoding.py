@@ -1,4 +1,4 @@
-"""Greedy decoding: batched equals the seed's one-at-a-time way; odd inputs behave."""
+"""Greedy decoding: batched equals the Keras example's one-at-a-time way; odd inputs behave."""
 
 import logging
 
@@ -9,7 +9,7 @@ from conftest import assert_batched_decoding_matches_seed_style
 from charmt.data.vocabulary import END, Vocabularies, Vocabulary
 from charmt.inference.decoding import GreedyDecoder, SeedStyleDecoder
 from charmt.inference.translator import Translator
-from charmt.models.model import build_model
+from charmt.models.architectures import build_model
 
 
 def test_batched_decoding_equals_one_sentence_at_a_time(trained):

@@ -8,15 +8,11 @@ from keras import layers
 from charmt.data.pairs import build_vocabularies
 from charmt.errors import CharmtError
 from charmt.inference.translator import Translator
-from charmt.models.model import (
-    ModelParams,
-    architecture_of,
-    build_model,
-    decoder_step_model,
-    encoder_model,
-)
+from charmt.models import attention, keras_example, transformer
+from charmt.models.architectures import BY_NAME, architecture_of, build_model
+from charmt.models.keras_example import decoder_step_model, encoder_model
 from charmt.models.optimization import compile_model
-from charmt.params import TrainParams
+from charmt.params import ARCHITECTURES, ModelParams, TrainParams
 from charmt.training.fit import train_model
 
 
@@ -82,7 +78,7 @@ def test_unknown_precision_is_a_clear_error():
 
 
 DROPOUT = {
-    "seed": ModelParams(dropout=0.3),
+    "keras_example": ModelParams(dropout=0.3),
     "attention": ModelParams(architecture="attention", dropout=0.3),
     "attention-bidirectional": ModelParams(
         architecture="attention", bidirectional=True, dropout=0.3
@@ -99,14 +95,14 @@ def _lstms(model):
             yield layer
 
 
-@pytest.mark.parametrize("architecture", DROPOUT.values(), ids=DROPOUT.keys())
-def test_dropout_is_on_each_lstms_inputs_only_and_read_back(architecture):
-    model = build_model(12, 14, latent_dim=16, architecture=architecture)
+@pytest.mark.parametrize("model_params", DROPOUT.values(), ids=DROPOUT.keys())
+def test_dropout_is_on_each_lstms_inputs_only_and_read_back(model_params):
+    model = build_model(12, 14, latent_dim=16, model_params=model_params)
     lstms = list(_lstms(model))
-    assert len(lstms) == (3 if architecture.bidirectional else 2)
+    assert len(lstms) == (3 if model_params.bidirectional else 2)
     # recurrent_dropout 0 keeps the fused cuDNN kernel usable on a GPU.
     assert all((lstm.dropout, lstm.recurrent_dropout) == (0.3, 0) for lstm in lstms)
-    assert architecture_of(model) == architecture
+    assert architecture_of(model) == model_params
     assert architecture_of(build_model(12, 14, latent_dim=16)).dropout == 0
 
     encoder_ids = np.array([[4, 5, 6, 7]], dtype=np.int32)
@@ -121,17 +117,41 @@ def test_a_model_trained_with_dropout_saves_and_translates_without_it(tmp_path):
     pairs = reversal_pairs(120, seed=2)
     train, validation = pairs[20:], pairs[:20]
     vocabularies = build_vocabularies(train)
-    architecture = ModelParams(architecture="attention", dropout=0.5)
+    model_params = ModelParams(architecture="attention", dropout=0.5)
     params = TrainParams(latent_dim=16, batch_size=16, epochs=2, seed=1)
     result = train_model(
-        train, validation, vocabularies, params, verbose=0, architecture=architecture
+        train, validation, vocabularies, params, verbose=0, architecture=model_params
     )
     translator = Translator.from_training(result.model, vocabularies, train)
     translator.save(tmp_path / "model")
     loaded = Translator.load(tmp_path / "model")  # checks model.json against the layers
-    assert architecture_of(loaded.model) == architecture
+    assert architecture_of(loaded.model) == model_params
     sources = [p.source for p in validation]
     # Decoding runs the cells with training=False: no dropout, the same output every time.
     assert (
         loaded.translate(sources) == translator.translate(sources) == translator.translate(sources)
     )
+
+
+def test_every_architecture_of_the_params_is_registered_under_its_name():
+    """params.yaml's names (charmt.params, no TensorFlow) and the registry's stay one list."""
+    assert tuple(BY_NAME) == tuple(ARCHITECTURES)
+    modules = (keras_example, attention, transformer)
+    assert [module.ARCHITECTURE for module in modules] == list(BY_NAME.values())
+
+
+@pytest.mark.parametrize(
+    "model_params",
+    [
+        ModelParams(),
+        ModelParams(architecture="attention", attention="additive", bidirectional=True),
+        ModelParams(architecture="transformer", layers=1, width=8, heads=2, feed_forward=16),
+    ],
+    ids=["keras_example", "attention", "transformer"],
+)
+def test_each_model_is_recognised_by_its_own_architecture_only(model_params):
+    model = build_model(12, 14, latent_dim=16, model_params=model_params)
+    assert [name for name, kind in BY_NAME.items() if kind.recognises(model)] == [
+        model_params.architecture
+    ]
+    assert architecture_of(model) == model_params

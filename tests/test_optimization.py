@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from charmt.models.model import build_model
+from charmt.models.architectures import build_model
 from charmt.models.optimization import (
     InverseSqrtSchedule,
     SmoothedSparseCrossentropy,

@@ -86,7 +86,7 @@ BAD = [
     ("evaluate", "evaluate", "beam_size", 4, "unknown evaluate params"),
     ("evaluate", "evaluate", "beam_width", 0, ">= 1"),
     ("evaluate", "evaluate", "length_alpha", -0.5, "[0, inf)"),
-    ("train", "model", "architecture", "lstm", "one of seed, attention, transformer"),
+    ("train", "model", "architecture", "lstm", "one of keras_example, attention, transformer"),
     ("train", "model", "bidirectional", True, "needs model.architecture: attention"),
     ("preprocess", "data", "num_samples", 0, "or null (or all)"),
     ("preprocess", "preprocess", "held_out_pairs", 0, "null or"),
@@ -176,7 +176,7 @@ def test_the_defaults_are_the_seeds():
         "seed": 42,
     }
     assert ModelParams().model_dump() == {
-        "architecture": "seed",
+        "architecture": "keras_example",
         "attention": "dot",
         "bidirectional": False,
         "dropout": 0.0,
@@ -242,8 +242,15 @@ def test_every_key_says_what_it_allows(name):
         (
             "model",
             {"bidirectional": True},
-            "model.bidirectional = True needs model.architecture: attention, not 'seed' "
-            "(the seed's model is unidirectional)",
+            "model.bidirectional = True needs model.architecture: attention, not "
+            "'keras_example' (its encoder is unidirectional)",
+        ),
+        # The Keras example's model was called seed: the old name says the new one.
+        (
+            "model",
+            {"architecture": "seed"},
+            "model.architecture: seed is now called keras_example (the same model); set "
+            "model.architecture: keras_example",
         ),
         (
             "preprocess",
@@ -283,8 +290,8 @@ def test_built_directly_the_params_are_still_checked_and_frozen():
 
 def test_model_params_round_trip_through_a_dict():
     # The translator's info file stores model_dump() and reads it back with from_dict.
-    architecture = ModelParams(architecture="attention", attention="additive", bidirectional=True)
-    assert ModelParams.from_dict(architecture.model_dump()) == architecture
+    model_params = ModelParams(architecture="attention", attention="additive", bidirectional=True)
+    assert ModelParams.from_dict(model_params.model_dump()) == model_params
 
 
 def test_registry_section_is_optional_and_accepts_a_name_or_null(tmp_path):

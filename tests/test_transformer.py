@@ -15,10 +15,11 @@ from charmt.data.batches import pad
 from charmt.data.pairs import Pair, build_vocabularies
 from charmt.errors import CharmtError
 from charmt.evaluation import metrics
-from charmt.inference.decoding import BeamDecoder, GreedyDecoder, decoder_step
+from charmt.inference.decoding import BeamDecoder, GreedyDecoder
 from charmt.inference.translator import Translator
-from charmt.models.model import ModelParams, architecture_of, build_model
+from charmt.models.architectures import architecture_of, build_model, decoder_step
 from charmt.models.modeldir import INFO_FILE
+from charmt.params import ModelParams
 from charmt.training.checkpoint import Checkpoints
 
 ARCHITECTURE = ModelParams(
@@ -35,7 +36,7 @@ def _params(**overrides):
 
 @pytest.fixture(scope="module")
 def transformer_trained(tmp_path_factory):
-    """A small Transformer trained on the reversal task (as the seed's ``trained``)."""
+    """A small Transformer trained on the reversal task (as conftest's ``trained``)."""
     from charmt.training.fit import train_model
 
     pairs = reversal_pairs(900, seed=1)
@@ -160,9 +161,9 @@ def test_width_must_divide_by_heads():
 
 
 def test_more_layers_and_width_mean_more_parameters():
-    small = build_model(12, 14, architecture=ARCHITECTURE)
+    small = build_model(12, 14, model_params=ARCHITECTURE)
     bigger = build_model(
-        12, 14, architecture=ARCHITECTURE.model_copy(update={"layers": 2, "width": 64})
+        12, 14, model_params=ARCHITECTURE.model_copy(update={"layers": 2, "width": 64})
     )
     assert bigger.count_params() > small.count_params()
     assert architecture_of(bigger).layers == 2

@@ -38,7 +38,16 @@ from charmt.fields import (
 )
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
-ARCHITECTURES = ("seed", "attention", "transformer")
+# model.architecture's values (charmt.models.architectures holds the code of each), each with the
+# model keys it reads besides architecture and dropout.
+ARCHITECTURES: dict[str, frozenset[str]] = {
+    "keras_example": frozenset(),
+    "attention": frozenset({"attention", "bidirectional"}),
+    "transformer": frozenset({"layers", "width", "heads", "feed_forward", "max_length"}),
+}
+# Names older charmt used -> today's, for the same model: refused in params.yaml (with the new
+# name), translated when an older models/ directory's model.json is read.
+RENAMED_ARCHITECTURES = {"seed": "keras_example"}
 # Luong's dot score (keras.layers.Attention) or Bahdanau's additive one (AdditiveAttention).
 ATTENTION_SCORES = ("dot", "additive")
 OPTIMIZERS = ("rmsprop", "adam", "adamw")
@@ -101,9 +110,9 @@ class PreprocessParams(Section):
 
 
 class ModelParams(Section):
-    """The ``model`` section of params.yaml; the defaults are the seed's."""
+    """The ``model`` section of params.yaml; the defaults are the Keras example's model."""
 
-    architecture: choice(ARCHITECTURES) = "seed"
+    architecture: choice(ARCHITECTURES) = "keras_example"
     # attention only: how a decoder output is scored against each encoder output.
     attention: choice(ATTENTION_SCORES) = "dot"
     # attention only: a bidirectional encoder of latent_dim / 2 units each way, so its
@@ -122,14 +131,27 @@ class ModelParams(Section):
     feed_forward: AtLeastOne = 512
     max_length: AtLeastOne = 256
 
+    @model_validator(mode="before")
+    @classmethod
+    def _not_a_renamed_architecture(cls, values: Any) -> Any:
+        old = values.get("architecture") if isinstance(values, dict) else None
+        if isinstance(old, str) and old in RENAMED_ARCHITECTURES:
+            new = RENAMED_ARCHITECTURES[old]
+            raise ValueError(
+                f"model.architecture: {old} is now called {new} (the same model); set "
+                f"model.architecture: {new}"
+            )
+        return values
+
     @model_validator(mode="after")
     def _bidirectional_needs_attention(self) -> Self:
-        if self.bidirectional and self.architecture != "attention":
+        uses = ARCHITECTURES[self.architecture]
+        if self.bidirectional and "bidirectional" not in uses:
             raise ValueError(
                 f"model.bidirectional = True needs model.architecture: attention, not "
-                f"{self.architecture!r} (the seed's model is unidirectional)"
+                f"{self.architecture!r} (its encoder is unidirectional)"
             )
-        if self.architecture == "transformer" and self.width % self.heads:
+        if "heads" in uses and self.width % self.heads:
             raise ValueError(
                 f"model.width = {self.width} must be a multiple of model.heads = {self.heads} "
                 "(each head gets width / heads dimensions)"
@@ -140,11 +162,7 @@ class ModelParams(Section):
         """The same architecture with the keys it does not use at their defaults, so that two
         params that build the same network compare equal."""
         defaults = ModelParams()
-        used = {"architecture", "dropout"} | {
-            "seed": set(),
-            "attention": {"attention", "bidirectional"},
-            "transformer": {"layers", "width", "heads", "feed_forward", "max_length"},
-        }[self.architecture]
+        used = {"architecture", "dropout", *ARCHITECTURES[self.architecture]}
         values = {key: getattr(self if key in used else defaults, key) for key in self.model_fields}
         return ModelParams(**values)
 

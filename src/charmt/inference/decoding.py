@@ -1,13 +1,15 @@
 """Decoding: from the encoder, emit characters until ``<end>``, greedily or by beam search.
 
-``GreedyDecoder`` advances a whole batch together inside one compiled ``tf.while_loop`` over one
-decoder step of the trained model (``decoder_step``: the LSTM cell, plus attention over the
-encoder's outputs for the attention model; for the Transformer, its decoder layers on the new
-character with the prefix's keys and values cached), stopping as soon as every row has emitted
-``<end>`` or the length cap is hit. ``BeamDecoder`` is the same loop over batch x beam rows.
-``SeedStyleDecoder`` is the seed's way (one sentence, one ``predict`` call per character; for the
-Transformer, the whole model on the whole prefix each time); it is kept as the reference that the
-batched loops must match exactly, and for the benchmark.
+The loops here know no architecture: each calls the trained model's one-step decoder, which its
+architecture provides (``charmt.models.architectures.decoder_step``: for the LSTMs the decoder
+cell, plus attention over the encoder's outputs for the attention model; for the Transformer, its
+decoder layers on the new character with the prefix's keys and values cached).
+
+``GreedyDecoder`` advances a whole batch together inside one compiled ``tf.while_loop`` over that
+step, stopping as soon as every row has emitted ``<end>`` or the length cap is hit.
+``BeamDecoder`` is the same loop over batch x beam rows. ``SeedStyleDecoder`` is the Keras
+example's way (one sentence, one ``predict`` call per character); it is kept as the reference that
+the batched loops must match exactly, and for the benchmark.
 """
 
 from __future__ import annotations
@@ -17,63 +19,12 @@ import numpy as np
 import tensorflow as tf
 
 from charmt.data.vocabulary import END, PAD, START
-from charmt.models.model import architecture_of, decoder_step_model, encoder_model, output_head
-from charmt.models.transformer import TransformerStep, is_transformer
+from charmt.models.architectures import decoder_step, sentence_step
+from charmt.models.interface import DecoderStep
 from charmt.params import is_beam_width
 
 _IDS = tf.TensorSpec(shape=(None, None), dtype=tf.int32)
 _LENGTH = tf.TensorSpec(shape=(), dtype=tf.int32)
-
-
-class LSTMStep:
-    """One decoder step for a batch of rows, with the trained layers of an LSTM architecture.
-
-    ``state`` is the decoder cell's (h, c). ``memory`` is what the step attends over: (encoder
-    outputs, encoder mask) for the attention model, an empty tuple for the seed's, whose decoder
-    sees the encoder only through its states.
-    """
-
-    def __init__(self, model: keras.Model) -> None:
-        self.model = model
-        self.encoder = encoder_model(model)
-        self.attention = architecture_of(model).architecture == "attention"
-        self.cell = model.get_layer("decoder_lstm").cell
-        self.vocabulary_size = model.get_layer("decoder_one_hot").input_dim
-        self.max_length: int | None = None  # an LSTM has no limit of positions
-
-    def start(self, encoder_ids: tf.Tensor) -> tuple[tuple, tuple]:
-        """The decoder's initial state and the memory, for right-padded encoder ids."""
-        if not self.attention:
-            state_h, state_c = self.encoder(encoder_ids, training=False)
-            return (state_h, state_c), ()
-        state_h, state_c, encoder_outputs = self.encoder(encoder_ids, training=False)
-        return (state_h, state_c), (encoder_outputs, tf.not_equal(encoder_ids, PAD))
-
-    def state_shapes(self, state: tuple) -> tuple:
-        """``tf.while_loop`` shape invariants of the state: (rows, units), rows open."""
-        return tuple(tf.TensorShape([None, tensor.shape[-1]]) for tensor in state)
-
-    def __call__(
-        self, token: tf.Tensor, step: tf.Tensor, state: tuple, memory: tuple
-    ) -> tuple[tf.Tensor, tuple]:
-        """(next-character probabilities (rows, vocabulary), new state) after feeding ``token``
-        (``step``, its position, only matters to the Transformer)."""
-        # tf.one_hot is the frozen identity embedding, without the mask it would attach.
-        inputs = tf.one_hot(token, self.vocabulary_size, dtype=self.cell.compute_dtype)
-        output, state = self.cell(inputs, list(state), training=False)
-        if not self.attention:
-            return output_head(self.model, output), tuple(state)
-        # The head takes (rows, steps, latent): one step here.
-        probabilities = output_head(self.model, output[:, None, :], *memory)
-        return probabilities[:, 0, :], tuple(state)
-
-
-DecoderStep = LSTMStep | TransformerStep
-
-
-def decoder_step(model: keras.Model) -> DecoderStep:
-    """The one-step decoder of ``model``'s architecture."""
-    return TransformerStep(model) if is_transformer(model) else LSTMStep(model)
 
 
 def _capped(max_length: int, step: DecoderStep) -> int:
@@ -241,44 +192,25 @@ def _unfinished(sequences: tf.Tensor) -> tf.Tensor:
 
 
 class SeedStyleDecoder:
-    """The seed's way: one sentence at a time, one ``predict`` call per output character.
+    """The Keras example's way: one sentence at a time, one ``predict`` call per output
+    character (for the Transformer, the whole model on the whole prefix each time).
 
     Slow (orders of magnitude below ``GreedyDecoder``); kept as the reference the batched loop
-    must match, and for the benchmark. Its encoder and step models are built once, as the seed did.
-    For the attention model each step also gets the encoder's outputs and ids.
+    must match, and for the benchmark. Its models are built once, as the Keras example did
+    (the architecture's ``sentence_step``).
     """
 
     def __init__(self, model: keras.Model) -> None:
         self.model = model
-        self.transformer = is_transformer(model)
-        if not self.transformer:
-            self.encoder, self.step = encoder_model(model), decoder_step_model(model)
+        self.step = sentence_step(model)
 
     def __call__(self, encoder_ids: np.ndarray, max_length: int) -> list[int]:
         """Output ids for one unpadded sentence, ending with ``<end>`` unless capped."""
-        if self.transformer:
-            return self._recompute_prefix(encoder_ids, max_length)
-        state_h, state_c, *memory = self.encoder.predict(encoder_ids[None, :], verbose=0)
-        if memory:
-            memory.append(encoder_ids[None, :])
+        state = self.step.start(encoder_ids)
         token, output = START, []
         while len(output) < max_length:
-            probabilities, state_h, state_c = self.step.predict(
-                [np.array([[token]], dtype=np.int32), state_h, state_c, *memory], verbose=0
-            )
-            token = int(np.argmax(probabilities[0, -1]))
-            output.append(token)
-            if token == END:
-                break
-        return output
-
-    def _recompute_prefix(self, encoder_ids: np.ndarray, max_length: int) -> list[int]:
-        """The Transformer the seed's way: the whole model on the prefix so far, every step."""
-        output: list[int] = []
-        while len(output) < max_length:
-            prefix = np.array([[START, *output]], dtype=np.int32)
-            probabilities = self.model.predict([encoder_ids[None, :], prefix], verbose=0)
-            token = int(np.argmax(probabilities[0, -1]))
+            probabilities, state = self.step(token, state)
+            token = int(np.argmax(probabilities))
             output.append(token)
             if token == END:
                 break

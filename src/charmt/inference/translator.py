@@ -22,7 +22,7 @@ from charmt.data.vocabulary import Vocabularies
 from charmt.errors import CharmtError
 from charmt.inference.decoding import BeamDecoder, GreedyDecoder
 from charmt.models import modeldir
-from charmt.models.model import max_positions
+from charmt.models.architectures import max_positions
 from charmt.params import is_beam_width
 from charmt.text import normalize
 
@@ -77,7 +77,7 @@ class Translator:
         """Write the model directory (``charmt.models.modeldir``; the caller makes it atomic)."""
         modeldir.save(
             directory,
-            modeldir.SavedModel(
+            modeldir.TrainedModel(
                 self.model, self.vocabularies, self.max_source_length, self.max_target_length
             ),
         )
@@ -86,9 +86,12 @@ class Translator:
     def load(cls, directory: str | os.PathLike[str]) -> Translator:
         """Load a saved translator, checked (``charmt.models.modeldir.load``: a ``CharmtError``
         naming the file and what to do for a directory of another version, damaged or mixed up)."""
-        saved = modeldir.load(directory)
+        trained = modeldir.load(directory)
         return cls(
-            saved.model, saved.vocabularies, saved.max_source_length, saved.max_target_length
+            trained.model,
+            trained.vocabularies,
+            trained.max_source_length,
+            trained.max_target_length,
         )
 
     def translate(

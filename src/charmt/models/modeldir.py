@@ -19,15 +19,15 @@ from pathlib import Path
 
 import keras
 
+# model.keras holds its compiled optimizer and loss: their classes must be registered with Keras
+# (by importing the module) before safe mode can rebuild them.
 import charmt.models.optimization  # noqa: F401
 from charmt.data.vocabulary import VOCABULARIES_FILE, Vocabularies
 from charmt.errors import CharmtError
 from charmt.io.atomic import write_json
-
-# model.keras holds its compiled optimizer and loss: their classes must be registered with Keras
-# (by importing the module) before safe mode can rebuild them.
 from charmt.io.digest import sha256_of
-from charmt.models.model import ModelParams, architecture_of, vocabulary_sizes
+from charmt.models.architectures import architecture_of, vocabulary_sizes
+from charmt.params import RENAMED_ARCHITECTURES, ModelParams
 
 MODEL_FILE = "model.keras"
 INFO_FILE = "model.json"
@@ -38,7 +38,7 @@ RETRAIN = "re-run the train stage (dvc repro train)"
 
 
 @dataclass(frozen=True)
-class SavedModel:
+class TrainedModel:
     """What a model directory holds: the trained model, its vocabularies, its length limits."""
 
     model: keras.Model
@@ -47,19 +47,19 @@ class SavedModel:
     max_target_length: int
 
 
-def save(directory: str | os.PathLike[str], saved: SavedModel) -> None:
+def save(directory: str | os.PathLike[str], trained: TrainedModel) -> None:
     """Write the model files into ``directory`` (the caller makes the directory atomic)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    saved.model.save(directory / MODEL_FILE)
-    saved.vocabularies.save(directory / VOCABULARIES_FILE)
+    trained.model.save(directory / MODEL_FILE)
+    trained.vocabularies.save(directory / VOCABULARIES_FILE)
     write_json(
         directory / INFO_FILE,
         {
             "format_version": FORMAT_VERSION,
-            "architecture": architecture_of(saved.model).model_dump(),
-            "max_source_length": saved.max_source_length,
-            "max_target_length": saved.max_target_length,
+            "architecture": architecture_of(trained.model).model_dump(),
+            "max_source_length": trained.max_source_length,
+            "max_target_length": trained.max_target_length,
             "sha256": {
                 name: sha256_of(directory / name) for name in (MODEL_FILE, VOCABULARIES_FILE)
             },
@@ -67,7 +67,7 @@ def save(directory: str | os.PathLike[str], saved: SavedModel) -> None:
     )
 
 
-def load(directory: str | os.PathLike[str]) -> SavedModel:
+def load(directory: str | os.PathLike[str]) -> TrainedModel:
     """Read a model directory; Keras' safe mode refuses to run code stored in the file.
 
     Raises ``CharmtError`` (file and what to do) for a directory of another format version, a
@@ -99,21 +99,27 @@ def load(directory: str | os.PathLike[str]) -> SavedModel:
             f"{reason}); {RETRAIN}"
         ) from None
     _check_fit(model, vocabularies, directory)
-    # Written by train since the attention model exists; older directories hold the seed's.
-    try:
-        recorded = ModelParams.from_dict(info.get("architecture"))
-    except (CharmtError, TypeError) as error:
-        raise CharmtError(
-            f"{directory / INFO_FILE}: unreadable architecture ({error}); re-run training"
-        ) from None
+    recorded = _recorded_architecture(info, directory / INFO_FILE)
     if recorded != architecture_of(model):
         raise CharmtError(
             f"{directory / INFO_FILE}: records {recorded!r} but {MODEL_FILE} is "
             f"{architecture_of(model)!r}; the directory is mixed up, re-run training"
         )
-    return SavedModel(
+    return TrainedModel(
         model, vocabularies, int(info["max_source_length"]), int(info["max_target_length"])
     )
+
+
+def _recorded_architecture(info: dict, path: Path) -> ModelParams:
+    """The architecture ``model.json`` records, under today's name. Written by train since the
+    attention model exists; older directories hold the Keras example's model."""
+    recorded = info.get("architecture")
+    if isinstance(recorded, dict) and recorded.get("architecture") in RENAMED_ARCHITECTURES:
+        recorded = {**recorded, "architecture": RENAMED_ARCHITECTURES[recorded["architecture"]]}
+    try:
+        return ModelParams.from_dict(recorded)
+    except (CharmtError, TypeError) as error:
+        raise CharmtError(f"{path}: unreadable architecture ({error}); re-run training") from None
 
 
 def _read_info(path: Path) -> dict:
