@@ -4,41 +4,35 @@ Every command in a fenced or indented code block, and every command, params key 
 inline code, is checked without running it: a ``-S key=value`` (and a ``section.key: value``)
 names a key of ``params.yaml`` and passes its validation; a ``charmt`` subcommand and its flags
 exist (``charmt ... --help``); a ``dvc.yaml`` stage, plot, metric or output file named exists;
-a script or repository path named exists; a relative link and its anchor resolve. The README's
-tour is then run for real, on a small profile of the shared data (marked e2e).
+a script or repository path named exists; a relative link and its anchor resolve
+(tests/doc_reading.py reads them). tests/test_readme_tour.py runs the README's tour for real.
 """
 
 from __future__ import annotations
 
 import copy
 import itertools
-import os
 import re
 import shlex
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import PROJECT, make_project, subprocess_env
+from conftest import PROJECT, subprocess_env
+from doc_reading import Doc, read_doc, slug
 
 from charmt.errors import CharmtError
-from charmt.io.processes import answers
 from charmt.params import read
 
 DOCS = [PROJECT / "README.md", *sorted((PROJECT / "docs").glob("*.md"))]
 README_MAX_LINES = 150
 # The guides the README hands each subject to (the issue that split the README names them).
 GUIDES = ("pipeline", "experiments", "models", "translating", "team", "ci", "benchmarks")
-# Languages of fenced blocks that hold shell commands; others (text, python) are not commands.
-SHELL = {"", "sh", "bash", "shell", "console"}
-PROGRAMS = {"dvc", "charmt", "python", "mlflow", "pip", "git", "curl", "pytest", "export", "ssh"}
 # Paths in inline code that name pipeline outputs (must be in dvc.yaml) or repository files.
 OUTPUT_DIRS = ("data", "metrics", "models", "checkpoints")
 FILE_TYPES = {"keras", "json", "yaml", "csv", "tsv", "txt", "db", "md", "py", "zip", "lock"}
@@ -107,110 +101,6 @@ def context() -> Context:
     params = yaml.safe_load((PROJECT / "params.yaml").read_text(encoding="utf-8"))
     stages, plots, paths = dvc_names(PROJECT)
     return Context(params, stages, plots, paths, charmt_commands())
-
-
-# --- reading Markdown ------------------------------------------------------------------------
-
-
-@dataclass
-class Command:
-    line: int
-    words: list[str]
-
-
-@dataclass
-class Doc:
-    path: Path
-    commands: list[Command]  # from code blocks
-    inline: list[tuple[int, str, int]]  # inline code spans in prose: line, text, paragraph
-    links: list[tuple[int, str]]
-    headings: list[str]
-
-
-def split_commands(line_number: int, text: str) -> list[Command]:
-    """The simple commands of one shell line, comments and redirections dropped."""
-    text = re.sub(r"(^|\s)#.*$", "", text.strip().removeprefix("$ "))
-    lexer = shlex.shlex(text, posix=True, punctuation_chars=True)
-    lexer.whitespace_split = True
-    lexer.commenters = ""
-    commands: list[list[str]] = [[]]
-    redirect = False
-    for word in lexer:
-        if word in {"&&", "||", "|", ";", "&"}:
-            commands.append([])
-        elif word in {"<", ">", ">>"}:
-            redirect = True
-        elif redirect:
-            redirect = False
-        else:
-            commands[-1].append(word)
-    found = []
-    for words in commands:
-        while words and re.fullmatch(r"[A-Z_]+=.*", words[0]):  # VAR=value command
-            words = words[1:]
-        if words and words[0] in PROGRAMS:
-            found.append(Command(line_number, words))
-    return found
-
-
-def read_doc(path: Path) -> Doc:
-    lines = path.read_text(encoding="utf-8").splitlines()
-    commands: list[Command] = []
-    prose: list[tuple[int, str]] = []
-    headings: list[str] = []
-    fence: str | None = None  # the open fence's language
-    pending = ""  # a command continued with a backslash
-    previous_blank = True
-    in_indented = False
-    for number, line in enumerate(lines, 1):
-        if fence is not None:
-            if line.strip().startswith("```"):
-                fence = None
-            elif fence in SHELL:
-                pending += line
-                if pending.endswith("\\"):
-                    pending = pending[:-1] + " "
-                    continue
-                commands += split_commands(number, pending)
-                pending = ""
-            continue
-        if line.strip().startswith("```"):
-            fence = line.strip()[3:].strip()
-            continue
-        indented = line.startswith("    ") and (previous_blank or in_indented)
-        if indented:
-            in_indented = True
-            pending += line
-            if pending.endswith("\\"):
-                pending = pending[:-1] + " "
-            else:
-                commands += split_commands(number, pending)
-                pending = ""
-        else:
-            in_indented = in_indented and not line.strip()
-            if line.startswith("#"):
-                headings.append(line.lstrip("#").strip())
-            prose.append((number, line))
-        previous_blank = not line.strip()
-    # Inline code and links in prose; a span may run over a line break.
-    text = "\n".join(line for _, line in prose)
-    numbers = [number for number, _ in prose]
-    inline, links = [], []
-    for match in re.finditer(r"`([^`]+)`", text):
-        number = numbers[text.count("\n", 0, match.start())]
-        paragraph = text.count("\n\n", 0, match.start())
-        inline.append((number, " ".join(match.group(1).split()), paragraph))
-    without_code = re.sub(r"`[^`]+`", "", text)
-    for match in re.finditer(r"\[[^\]]*\]\(([^)\s]+)\)", without_code):
-        number = numbers[without_code.count("\n", 0, match.start())]
-        links.append((number, match.group(1)))
-    return Doc(path, commands, inline, links, headings)
-
-
-def slug(heading: str) -> str:
-    """GitHub's anchor for a heading."""
-    text = re.sub(r"[`*]", "", heading).strip().lower()
-    return re.sub(r"[^\w\- ]", "", text).replace(" ", "-")
 
 
 # --- the checks ------------------------------------------------------------------------------
@@ -494,143 +384,3 @@ def test_the_checks_see_a_renamed_param_flag_stage_file_and_heading(context):
     found = "\n".join(problems_in(context, bad))
     assert "train.batch_size=0: train.batch_size = 0; must be an integer >= 1" in found
     assert "link docs/models.md#res: no heading #res in models.md" in found
-
-
-# --- the tour, for real -----------------------------------------------------------------------
-
-SHARED_DATA = PROJECT.parent / "shared" / "data" / "fra-eng.zip"
-# The smallest profile of the shared data that runs every step (the README's example sentences
-# use only characters of its first 500 pairs); far too short to translate well.
-# .ci/pipeline-check trains on 2,000 of its pairs and checks the scores.
-TOUR_PARAMS = {
-    "data": {"num_samples": 500},
-    "train": {"epochs": 1, "latent_dim": 32},
-    "evaluate": {"batch_size": 256},
-}
-# Commands that keep running: started in the background, and stopped once the tour is done.
-SERVERS = (["charmt", "ui"], ["mlflow", "models", "serve"])
-
-
-def tour_lines() -> list[str]:
-    """The README's tour: the shell lines of its code blocks, in order, continuations joined."""
-    text = (PROJECT / "README.md").read_text(encoding="utf-8")
-    section = text.split("\n## A short tour\n", 1)[1].split("\n## ", 1)[0]
-    lines, pending = [], ""
-    for line in section.splitlines():
-        if not line.startswith("    "):
-            continue
-        pending += line.strip()
-        if pending.endswith("\\"):
-            pending = pending[:-1] + " "
-            continue
-        lines.append(pending)
-        pending = ""
-    return lines
-
-
-def is_server(line: str) -> bool:
-    words = [c.words for c in split_commands(0, line)]
-    return any(w[: len(s)] == s for w in words for s in SERVERS)
-
-
-def stop(process: subprocess.Popen) -> None:
-    """Stop a server started by a tour line, with everything it started (its process group)."""
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
-    except ProcessLookupError:
-        return
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-
-
-def wait_until(condition, what: str, process: subprocess.Popen, log: Path, timeout: float = 300):
-    """Poll ``condition`` until it returns something true; fail if ``process`` exits first."""
-    deadline = time.monotonic() + timeout
-    while not (result := condition()):
-        tail = log.read_text(errors="replace")[-3000:]
-        assert process.poll() is None, f"{what}: exited with {process.returncode}:\n{tail}"
-        assert time.monotonic() < deadline, f"{what}: not after {timeout:.0f} s:\n{tail}"
-        time.sleep(0.5)
-    return result
-
-
-def start_server(line: str, project: Path, env: dict[str, str], log: Path) -> subprocess.Popen:
-    """Start a tour line that keeps running, in its own process group; return once it answers."""
-    if line.startswith("charmt ui"):
-        line += " --no-browser --port 0"  # no browser here, and any free port
-    with log.open("wb") as out:
-        server = subprocess.Popen(
-            ["bash", "-c", line],
-            cwd=project,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    if line.startswith("charmt ui"):
-
-        def printed_link():
-            found = re.search(r"http://127\.0\.0\.1:\d+/#/\S+", log.read_text(errors="replace"))
-            return found and found.group(0)
-
-        link = wait_until(printed_link, "charmt ui's link", server, log)
-        assert link.endswith("/runs?workflowType=machine_learning"), link
-        assert answers(link.split("/#/")[0] + "/health")
-    else:
-        port = line.split("--port ")[1].split()[0]
-        wait_until(lambda: answers(f"http://127.0.0.1:{port}/ping"), "serving", server, log)
-    return server
-
-
-@pytest.mark.e2e
-def test_the_readme_tour_runs(tmp_path):
-    if not SHARED_DATA.is_file():
-        if os.environ.get("CI"):
-            pytest.fail(f"{SHARED_DATA} not found (CI puts shared/ beside the checkout)")
-        pytest.skip(f"{SHARED_DATA} not found")
-    from charmt.io.processes import free_port
-
-    lines = tour_lines()
-    assert lines[0] == "dvc repro"
-    exp_run = next(line for line in lines if line.startswith("dvc exp run -S"))
-    assert any(line.startswith("charmt ui") for line in lines)
-    project = make_project(tmp_path / "project", SHARED_DATA, TOUR_PARAMS)
-    env = {k: v for k, v in subprocess_env().items() if k != "MLFLOW_TRACKING_URI"}
-    servers: list[subprocess.Popen] = []
-    outputs: dict[str, str] = {}
-    # A shared machine: the README's fixed ports may be taken, so the served model gets a free one.
-    port = str(free_port())
-    try:
-        for line in lines:
-            line = line.replace("--port 5001", f"--port {port}")
-            line = line.replace("localhost:5001/", f"localhost:{port}/")
-            if is_server(line):
-                log = tmp_path / f"server-{len(servers)}.log"
-                servers.append(start_server(line, project, env, log))
-                continue
-            done = subprocess.run(
-                ["bash", "-c", line],
-                cwd=project,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=900,
-            )
-            output = done.stdout + done.stderr
-            assert done.returncode == 0, f"{line} failed:\n{output[-5000:]}"
-            outputs[line.split(" -")[0]] = output
-    finally:
-        for server in servers:
-            stop(server)
-
-    assert "Running stage 'train'" in outputs["dvc repro"]
-    # The changed param re-ran train and evaluate only.
-    rerun = outputs[exp_run.split(" -")[0]]
-    assert "Running stage 'train'" in rerun and "Running stage 'evaluate'" in rerun
-    assert "Running stage 'preprocess'" not in rerun
-    assert "128" in outputs["dvc exp show"]
-    translate = next(line for line in lines if line.startswith("charmt translate"))
-    assert len(outputs[translate].strip().splitlines()) >= 2
-    assert '"predictions"' in outputs["curl"]
