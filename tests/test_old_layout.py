@@ -23,6 +23,19 @@ pytestmark = pytest.mark.e2e  # child processes that load TensorFlow
 FROZEN = Path(__file__).parent / "data" / "charmt-flat-layout.tar.gz"
 
 
+def written_before_the_rename(model_dir: Path, directory: Path) -> Path:
+    """A copy of ``model_dir`` as charmt wrote it then: model.json named the Keras example's
+    model ``seed`` (the flat layout knows no ``keras_example``). The digests in model.json cover
+    the other files only, so they still match."""
+    copy = directory / "models"
+    shutil.copytree(model_dir, copy)
+    info = json.loads((copy / "model.json").read_text())
+    assert info["architecture"]["architecture"] == "keras_example"
+    info["architecture"]["architecture"] = "seed"
+    (copy / "model.json").write_text(json.dumps(info))
+    return copy
+
+
 def flat_copy(directory: Path) -> Path:
     """The frozen flat-layout charmt, unpacked: ``directory`` holds its ``charmt`` package."""
     with tarfile.open(FROZEN) as archive:
@@ -63,9 +76,10 @@ def test_a_translator_logged_before_the_move_loads_fresh_and_beside_todays_charm
     trained, mlflow_store, tmp_path
 ):
     flat = flat_copy(tmp_path / "flat")
+    model_dir = written_before_the_rename(trained.model_dir, tmp_path)
     run_id = python_json(
         LOG_WITH_THE_FLAT_LAYOUT,
-        str(trained.model_dir),
+        str(model_dir),
         str(flat / "charmt"),
         store=mlflow_store,
         PYTHONPATH=str(flat),
