@@ -1,9 +1,10 @@
 """How the model is optimised: the optimizer of the ``train`` params, its schedule, the loss.
 
-The defaults are the seed's: RMSprop at a constant 0.001 and plain sparse cross-entropy. The
-schedule and the loss are registered Keras objects, because ``model.keras`` is saved with its
-compiled optimizer and loss and is read back in safe mode (``charmt.models.modeldir``), which only
-rebuilds classes it knows by name: import this module before loading a model.
+The defaults are the Keras example's: RMSprop at a constant 0.001 and plain sparse
+cross-entropy. The schedule and the loss are registered Keras objects, because ``model.keras`` is
+saved with its compiled optimizer and loss and is read back in safe mode
+(``charmt.models.modeldir``), which only rebuilds classes it knows by name: import this module
+before loading a model.
 """
 
 from __future__ import annotations
@@ -73,7 +74,8 @@ def learning_rate_for(
 
 
 def build_optimizer(params: TrainParams | None = None) -> keras.optimizers.Optimizer:
-    """The optimizer of ``params`` (default: the seed's RMSprop) with its learning-rate schedule."""
+    """The optimizer of ``params`` (default: the Keras example's RMSprop) with its learning-rate
+    schedule."""
     params = params or TrainParams()
     learning_rate = learning_rate_for(params)
     if params.optimizer in ("adam", "adamw"):
@@ -100,7 +102,7 @@ class SmoothedSparseCrossentropy(keras.losses.Loss):
     ``CategoricalCrossentropy`` does, which would need dense targets). Expanded, the smoothed
     cross-entropy is ``(1 - s) * -log p[target] + s * mean_k(-log p[k])``, so no one-hot tensor
     is built. Being a ``Loss``, it is reduced by ``Loss.__call__``, which applies the mask on the
-    model output: padding positions do not count, as with the seed's loss.
+    model output: padding positions do not count, as with the Keras example's loss.
     """
 
     def __init__(
@@ -128,15 +130,15 @@ class SmoothedSparseCrossentropy(keras.losses.Loss):
 
 
 def loss_for(label_smoothing: float = 0.0) -> str | keras.losses.Loss:
-    """The training loss: the seed's sparse cross-entropy, or its label-smoothed form."""
+    """The training loss: the Keras example's sparse cross-entropy, or its label-smoothed form."""
     if label_smoothing == 0:
         return "sparse_categorical_crossentropy"
     return SmoothedSparseCrossentropy(label_smoothing)
 
 
 def compile_model(model: keras.Model, params: TrainParams | None = None) -> None:
-    """Compile with the optimizer and loss of ``params`` (default: the seed's) and accuracy; the
-    output's mask limits loss and accuracy to real characters."""
+    """Compile with the optimizer and loss of ``params`` (default: the Keras example's) and
+    accuracy; the output's mask limits loss and accuracy to real characters."""
     params = params or TrainParams()
     model.compile(
         optimizer=build_optimizer(params),
