@@ -315,6 +315,7 @@ def logged(trained: Trained, tmp_path_factory: pytest.TempPathFactory) -> Logged
     """The session's tiny model logged as the train stage logs a run (params, one metric row
     per epoch, the summary, both models), in a store of its own; read only."""
     from charmt import tracking
+    from charmt.serving.publish import log_trained_model
 
     store = copy_store(tmp_path_factory.mktemp("logged") / "mlflow.db")
     with pytest.MonkeyPatch.context() as patch:
@@ -326,7 +327,7 @@ def logged(trained: Trained, tmp_path_factory: pytest.TempPathFactory) -> Logged
             for row in trained.result.history:
                 tracking.log_epoch(row)
             tracking.log_summary(trained.result.summary)
-            tracking.log_trained_model(trained.translator, trained.model_dir)
+            log_trained_model(trained.translator, trained.model_dir)
     run_id = run.info.run_id
     return Logged(run_id, store, f"runs:/{run_id}/translator")
 

@@ -1,6 +1,6 @@
 """A translator logged to MLflow before src/charmt moved into layers still loads: in a fresh
 process, and in a process that has already imported today's charmt, as the evaluate stage has
-when it re-scores an older champion (charmt.pipeline.registry).
+when it re-scores an older champion (charmt.pipeline.promotion).
 
 Such a model carries the flat charmt package it was logged with (``code_paths``) and that
 package's pyfunc.py. ``tests/data/charmt-flat-layout.tar.gz`` is that package, frozen: src/charmt
@@ -64,7 +64,7 @@ print(json.dumps(run.info.run_id))
 LOAD_AND_TRANSLATE = """
 import json, sys
 if sys.argv[2] == "after-charmt":
-    import charmt.inference.translator, charmt.pipeline.registry
+    import charmt.inference.translator, charmt.pipeline.promotion
 import mlflow
 model = mlflow.pyfunc.load_model(sys.argv[1])
 print(json.dumps({"translations": list(model.predict(json.loads(sys.argv[3]))),

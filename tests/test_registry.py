@@ -1,4 +1,5 @@
-"""The registry: every evaluated model becomes a version; ``champion`` moves only to a better one,
+"""The registry and the champion policy (charmt.pipeline.promotion): every evaluated model becomes
+a version; ``champion`` moves only to a better one,
 judged by scoring the current champion on the same test pairs; the champion loads by name."""
 
 import threading
@@ -10,7 +11,8 @@ import pytest
 from charmt import tracking
 from charmt.cli import main as cli
 from charmt.errors import CharmtError
-from charmt.pipeline import registry
+from charmt.pipeline import promotion as policy
+from charmt.serving.publish import log_trained_model
 
 NAME = "charmt-test-translator"
 EXPERIMENT = "charmt-test"
@@ -37,15 +39,16 @@ def weak(trained, tmp_path_factory):
     )
 
 
-def train_and_evaluate(translator, model_dir: Path, test_pairs) -> tuple[str, registry.Promotion]:
+def train_and_evaluate(translator, model_dir: Path, test_pairs) -> tuple[str, policy.Promotion]:
     """What the train and evaluate stages do with MLflow for a model already trained."""
     with tracking.start_run(EXPERIMENT) as run:
         # Only the translator is registered; the Keras model would only cost time here.
-        tracking.log_trained_model(translator, model_dir, skip={"model"})
-    evaluation = {"char_accuracy": registry.score(translator.translate, test_pairs)}
+        log_trained_model(translator, model_dir, skip={"model"})
+    score = policy.primary_score(translator.translate, test_pairs)
+    evaluation = {"char_accuracy": score}
     with tracking.resume_run(EXPERIMENT, run.info.run_id):
-        promotion = registry.promote(run.info.run_id, NAME, translator, test_pairs, evaluation)
-        registry.log_promotion(promotion)
+        promotion = policy.promote(run.info.run_id, NAME, score, test_pairs, evaluation)
+        policy.log_promotion(promotion)
     return run.info.run_id, promotion
 
 
@@ -58,8 +61,8 @@ def test_the_better_training_becomes_champion_the_worse_does_not(
 ):
     weak_translator, weak_dir = weak
     test_pairs = trained.held_out  # sources never seen in training
-    strong_score = registry.score(trained.translator.translate, test_pairs)
-    weak_score = registry.score(weak_translator.translate, test_pairs)
+    strong_score = policy.primary_score(trained.translator.translate, test_pairs)
+    weak_score = policy.primary_score(weak_translator.translate, test_pairs)
     assert strong_score > weak_score + 0.1, "the fixture models should differ clearly"
 
     # 1. A first, poor training: there is no champion yet, so it becomes one.
@@ -97,7 +100,7 @@ def test_the_better_training_becomes_champion_the_worse_does_not(
 
     # Evaluating a run again keeps its one version.
     with tracking.resume_run(EXPERIMENT, strong_run):
-        again = registry.promote(strong_run, NAME, trained.translator, test_pairs, {})
+        again = policy.promote(strong_run, NAME, strong_score, test_pairs, {})
     assert (again.version, again.promoted) == (2, False)
     assert len(mlflow.MlflowClient().search_model_versions(f"name = '{NAME}'")) == 3
 
@@ -112,7 +115,7 @@ def test_the_better_training_becomes_champion_the_worse_does_not(
 
 def test_registration_off_registers_nothing(trained):
     with tracking.start_run(EXPERIMENT) as run:
-        promotion = registry.promote(run.info.run_id, None, trained.translator, [], {})
+        promotion = policy.promote(run.info.run_id, None, 0.0, [], {})
     assert (promotion.model_name, promotion.version, promotion.promoted) == (None, None, False)
     assert "off" in promotion.decision
     assert mlflow.search_registered_models() == []
@@ -120,7 +123,7 @@ def test_registration_off_registers_nothing(trained):
 
 def _logged_run(translator, model_dir: Path) -> str:
     with tracking.start_run(EXPERIMENT) as run:
-        tracking.log_trained_model(translator, model_dir, skip={"model"})
+        log_trained_model(translator, model_dir, skip={"model"})
     return run.info.run_id
 
 
@@ -134,7 +137,7 @@ def test_only_a_completely_logged_translator_is_registered(trained):
         name="translator", source_run_id=run_id, experiment_id=run.info.experiment_id
     )
     assert str(pending.status) != "READY"
-    version = registry.register(run_id, NAME, {})
+    version = tracking.register_version(run_id, NAME, {})
     assert version.source == f"models:/{ready.model_id}"
 
     # A run with no READY translator at all is refused, saying what to do.
@@ -143,7 +146,7 @@ def test_only_a_completely_logged_translator_is_registered(trained):
             name="translator", source_run_id=half.info.run_id, experiment_id=half.info.experiment_id
         )
     with pytest.raises(CharmtError, match=r"no completely logged 'translator'.*log-training"):
-        registry.register(half.info.run_id, NAME, {})
+        tracking.register_version(half.info.run_id, NAME, {})
 
 
 @pytest.fixture(scope="module")
@@ -161,9 +164,9 @@ def test_parallel_promotions_leave_the_best_as_champion_whatever_the_interleavin
     the worse one writes last. The champion must still end on the better one."""
     test_pairs = trained.held_out
     scores = {
-        "weak": registry.score(weak[0].translate, test_pairs),
-        "medium": registry.score(medium[0].translate, test_pairs),
-        "strong": registry.score(trained.translator.translate, test_pairs),
+        "weak": policy.primary_score(weak[0].translate, test_pairs),
+        "medium": policy.primary_score(medium[0].translate, test_pairs),
+        "strong": policy.primary_score(trained.translator.translate, test_pairs),
     }
     assert scores["weak"] < scores["medium"] < scores["strong"], scores
     train_and_evaluate(*weak, test_pairs)  # version 1, the champion both evaluations beat
@@ -171,7 +174,6 @@ def test_parallel_promotions_leave_the_best_as_champion_whatever_the_interleavin
         "medium": _logged_run(*medium),
         "strong": _logged_run(trained.translator, trained.model_dir),
     }
-    translators = {"medium": medium[0], "strong": trained.translator}
 
     # Each evaluation's first move of the alias waits until both have decided (a barrier
     # between the read and the write, outside the store lock that the write takes); then the
@@ -200,8 +202,8 @@ def test_parallel_promotions_leave_the_best_as_champion_whatever_the_interleavin
 
     def evaluate(who: str) -> None:
         try:
-            promotions[who] = registry.promote(
-                runs[who], NAME, translators[who], test_pairs, {"char_accuracy": scores[who]}
+            promotions[who] = policy.promote(
+                runs[who], NAME, scores[who], test_pairs, {"char_accuracy": scores[who]}
             )
         except BaseException as error:  # reported below, with the thread's name
             errors.append(f"{who}: {error!r}")
@@ -216,7 +218,7 @@ def test_parallel_promotions_leave_the_best_as_champion_whatever_the_interleavin
     strong_version = promotions["strong"].version
     assert champion_version() == strong_version
     # Every version carries its score on this split; the champion is the best of them.
-    tag = registry.SCORE_TAG + registry.split_digest(test_pairs)
+    tag = policy.SCORE_TAG + policy.split_digest(test_pairs)
     tagged = {
         int(v.version): float(v.tags[tag])
         for v in mlflow.MlflowClient().search_model_versions(f"name = '{NAME}'")

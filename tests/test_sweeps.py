@@ -14,7 +14,7 @@ import mlflow
 import pytest
 from conftest import SWEEP, project_processes, run
 
-from charmt.pipeline.registry import CHAMPION, SCORE_TAG
+from charmt.pipeline.promotion import CHAMPION, SCORE_TAG
 
 MODEL_NAME = "charmt-translator"  # params.yaml's registry.model_name, which the sweep keeps
 

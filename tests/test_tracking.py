@@ -263,7 +263,8 @@ def test_runs_view_link_opens_the_runs_table(monkeypatch):
 
 
 def test_datasets_show_the_data_url_and_a_digest_of_the_split(tmp_path):
-    from charmt.data.pairs import Pair, write_pairs
+    from charmt.data.pairs import Pair
+    from charmt.data.prepared import write_pairs
 
     split = tmp_path / "train.tsv"
     other = tmp_path / "other" / "train.tsv"

@@ -73,8 +73,9 @@ def translate(args: argparse.Namespace) -> None:
 
 def log_training(args: argparse.Namespace) -> None:
     from charmt import tracking
+    from charmt.serving.publish import log_saved_training
 
-    run_id = tracking.log_saved_training(args.model, args.history, args.metrics)
+    run_id = log_saved_training(args.model, args.history, args.metrics)
     print(f"logged {args.model} to MLflow run {run_id} in {tracking.tracking_uri()}")
 
 

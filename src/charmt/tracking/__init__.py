@@ -6,8 +6,13 @@
 - ``reach``: bounded HTTP retries and a reachability check that fails in seconds;
 - ``provenance``: git commit, dirty flag, DVC experiment, run names and descriptions;
 - ``runs``: a run's lifecycle (start, reopen, evaluation runs, end by id);
-- ``logged``: what a run holds (params, epochs, summaries, datasets, models);
-- ``training_run``: the training's run, resumed after an interrupt, surviving a lost server.
+- ``logged``: what a run holds (params, epochs, summaries, datasets; its READY models);
+- ``training_run``: the training's run, resumed after an interrupt, surviving a lost server;
+- ``registry``: a run's logged translator registered as a version of a registered model.
+
+Nothing here knows a translator, a model or the data (import-linter holds it): what a trained
+translator logs is ``charmt.serving.publish``'s, the champion policy
+``charmt.pipeline.promotion``'s.
 """
 
 from charmt.tracking.flat import flatten
@@ -22,7 +27,6 @@ from charmt.tracking.logged import (
     log_epoch,
     log_params,
     log_summary,
-    log_trained_model,
     ready_models,
 )
 from charmt.tracking.provenance import changed_params, default_run_name, run_description, run_tags
@@ -32,6 +36,7 @@ from charmt.tracking.reach import (
     http_retries,
     permission_denied,
 )
+from charmt.tracking.registry import register_version
 from charmt.tracking.runs import (
     EVALUATION_ERROR_TAG,
     EVALUATION_STATUS_TAG,
@@ -53,9 +58,9 @@ from charmt.tracking.store import (
     runs_view_url,
 )
 from charmt.tracking.training_run import (
+    LogModels,
     TrainingRun,
     complete_run,
-    log_saved_training,
     recovery_command,
     training_run,
 )
@@ -70,6 +75,7 @@ __all__ = [
     "KERAS_MODEL",
     "RUN_FILE",
     "TRANSLATOR_MODEL",
+    "LogModels",
     "StoreLockTimeout",
     "TrainingRun",
     "abandon_run",
@@ -90,13 +96,12 @@ __all__ = [
     "log_dataset",
     "log_epoch",
     "log_params",
-    "log_saved_training",
     "log_summary",
-    "log_trained_model",
     "permission_denied",
     "read_run_id",
     "ready_models",
     "recovery_command",
+    "register_version",
     "resume_run",
     "run_description",
     "run_tags",

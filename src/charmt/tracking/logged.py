@@ -1,30 +1,24 @@
-"""What a run holds: params, per-epoch metrics, summaries, datasets, artifacts and models.
+"""What a run holds: params, per-epoch metrics, summaries, datasets, artifacts; its logged models.
+
+Logging a trained translator's models is ``charmt.serving.publish``'s.
 
 Every write goes through the store lock and its retries (``charmt.tracking.lock.write``).
 """
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import mlflow
-import numpy as np
 from mlflow.entities import LoggedModelStatus
-from mlflow.models import ModelSignature
-from mlflow.types import Schema, TensorSpec
 
 from charmt.io.digest import sha256_of
 from charmt.io.paths import resolve_local
 from charmt.tracking.flat import flatten
-from charmt.tracking.lock import store_lock, write
-
-if TYPE_CHECKING:
-    from charmt.data.pairs import Pair
-    from charmt.inference.translator import Translator
+from charmt.tracking.lock import write
 
 # The string-to-string model (charmt.serving.pyfunc) that is registered and served, and the
 # Keras one.
@@ -32,30 +26,12 @@ TRANSLATOR_MODEL = "translator"
 KERAS_MODEL = "model"
 
 
-def installed(*distributions: str) -> str:
-    """``name==version`` of the first of ``distributions`` installed here (TensorFlow is
-    ``tensorflow-cpu`` by default, ``tensorflow`` for GPU users)."""
-    for name in distributions:
-        try:
-            return f"{name}=={importlib.metadata.version(name)}"
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    raise importlib.metadata.PackageNotFoundError(" or ".join(distributions))
+class SentencePair(Protocol):
+    """What a dataset row is made of (``charmt.data.pairs.Pair``, which tracking does not
+    import: it is MLflow plumbing only)."""
 
-
-def model_requirements() -> list[str]:
-    """The pinned pip requirements of both logged models: what loading them imports.
-
-    Given explicitly, so MLflow runs no requirement-inference subprocess per model (about 10 s
-    each), and right: inferred, the translator's listed charmt itself (not on PyPI) and
-    neither TensorFlow nor Keras. charmt's own code travels with the model (``code_paths``).
-    """
-    return [
-        installed("mlflow"),
-        installed("keras"),
-        installed("tensorflow", "tensorflow-cpu"),
-        installed("numpy"),
-    ]
+    source: str
+    target: str
 
 
 def log_params(sections: Mapping[str, Any]) -> None:
@@ -95,7 +71,10 @@ def dataset_digest(path: str | os.PathLike[str]) -> str:
 
 
 def log_dataset(
-    data_url: str, split_file: str | os.PathLike[str], pairs: Sequence[Pair], context: str
+    data_url: str,
+    split_file: str | os.PathLike[str],
+    pairs: Sequence[SentencePair],
+    context: str,
 ) -> None:
     """Log a prepared split as a run input (the run's Datasets in the UI).
 
@@ -127,48 +106,3 @@ def ready_models(run: mlflow.entities.Run, name: str | None = None) -> list[Any]
     )
     ready = [model for model in models if model.status == LoggedModelStatus.READY]
     return sorted(ready, key=lambda model: model.creation_timestamp, reverse=True)
-
-
-def log_trained_model(translator: Translator, directory: Path, skip: Collection[str] = ()) -> None:
-    """Log the Keras model (``model``) and the string-to-string pyfunc (``translator``), except
-    those named in ``skip`` (already logged).
-
-    ``directory`` is the saved translator (``Translator.save``): the pyfunc is built from it.
-    """
-    import charmt
-    from charmt.serving import pyfunc
-
-    # Any batch size and any length: the model takes right-padded id sequences.
-    ids = np.dtype("int32")
-    signature = ModelSignature(
-        inputs=Schema(
-            [TensorSpec(ids, (-1, -1), "encoder_ids"), TensorSpec(ids, (-1, -1), "decoder_ids")]
-        ),
-        outputs=Schema(
-            [TensorSpec(np.dtype("float32"), (-1, -1, translator.vocabularies.target.size))]
-        ),
-    )
-    # Under the store lock but not retried: logging a model is several writes, and a retry after
-    # a partial failure would leave a second, half-logged model behind.
-    requirements = model_requirements()
-    with store_lock():
-        # No input_example here: MLflow 3.17.2's Keras flavour writes the example before it
-        # creates the model directory and fails. The translator pyfunc below carries one.
-        if KERAS_MODEL not in skip:
-            mlflow.keras.log_model(
-                translator.model,
-                name=KERAS_MODEL,
-                signature=signature,
-                pip_requirements=requirements,
-            )
-        if TRANSLATOR_MODEL in skip:
-            return
-        mlflow.pyfunc.log_model(
-            name=TRANSLATOR_MODEL,
-            python_model=Path(pyfunc.__file__),
-            artifacts={pyfunc.ARTIFACT: str(directory)},
-            code_paths=[str(Path(charmt.__file__).parent)],
-            pip_requirements=requirements,
-            # With params: the signature then accepts beam_width (see charmt.serving.pyfunc).
-            input_example=(["Go.", "I'm sorry."], {"beam_width": 1}),
-        )

@@ -1,32 +1,25 @@
 """The MLflow run of one training: resumed after an interrupt, and surviving a lost server.
 
 Epochs are logged as they end; if the store goes away, training carries on without them, and the
-run is completed later from the files the train stage wrote (``charmt log-training``).
+run is completed later from the files the train stage wrote (``charmt log-training``,
+``charmt.serving.publish.log_saved_training``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
-import json
 import logging
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import mlflow
 
 from charmt.errors import CharmtError
 from charmt.tracking.location import tracking_uri
 from charmt.tracking.lock import write
-from charmt.tracking.logged import (
-    log_epoch,
-    log_params,
-    log_summary,
-    log_trained_model,
-    ready_models,
-)
+from charmt.tracking.logged import log_epoch, log_params, log_summary, ready_models
 from charmt.tracking.reach import (
     TRAINING_RETRIES,
     TRAINING_TIMEOUT_S,
@@ -38,17 +31,16 @@ from charmt.tracking.runs import (
     FINISHED,
     abandon_run,
     end_run,
-    read_run_id,
     reopen_interrupted_run,
     start_run,
     status_for,
 )
 from charmt.tracking.store import configure
 
-if TYPE_CHECKING:
-    from charmt.inference.translator import Translator
-
 log = logging.getLogger(__name__)
+# Logs a training's models into the active run, except those named (logged already): built by
+# charmt.serving.publish, which knows what a trained translator logs; tracking only calls it.
+LogModels = Callable[[Collection[str]], None]
 
 
 def recovery_command(model_dir: Path, history: Path, summary: Path) -> str:
@@ -99,16 +91,17 @@ class TrainingRun:
 
     def finish(
         self,
-        translator: Translator,
+        log_models: LogModels,
         model_dir: Path,
         history: Sequence[Mapping[str, float]],
         summary: Mapping[str, Any],
         recovery: str,
     ) -> None:
-        """Log what the run still lacks (epochs, summary, both models) and end it FINISHED.
+        """Log what the run still lacks (epochs, summary, the models ``log_models`` logs) and end
+        it FINISHED.
 
-        ``recovery`` is the command that logs the result later, named in the error raised when
-        the store cannot be reached now.
+        ``model_dir`` is where the trained model is saved and ``recovery`` the command that logs
+        the result later, both named in the error raised when the store cannot be reached now.
         """
         try:
             check_reachable()
@@ -118,7 +111,7 @@ class TrainingRun:
                 f"Once the store is back, run: {recovery}"
             ) from None
         try:
-            complete_run(self.run_id, translator, model_dir, history, summary)
+            complete_run(self.run_id, log_models, history, summary)
         except CharmtError:
             raise
         except Exception as error:
@@ -163,15 +156,14 @@ def training_run(
 
 def complete_run(
     run_id: str,
-    translator: Translator,
-    model_dir: Path,
+    log_models: LogModels,
     history: Sequence[Mapping[str, float]],
     summary: Mapping[str, Any],
 ) -> None:
     """Log what the training run ``run_id`` lacks, then end it FINISHED.
 
-    Safe to repeat: epochs already in the run's ``loss`` history and models already logged are
-    skipped, so it completes a run that lost its server half-way.
+    Safe to repeat: epochs already in the run's ``loss`` history and models already logged
+    (READY) are skipped, so it completes a run that lost its server half-way.
     """
     configure()
     client = mlflow.MlflowClient()
@@ -184,22 +176,5 @@ def complete_run(
         if int(row["epoch"]) not in logged_steps:
             log_epoch(row)
     log_summary(summary)
-    log_trained_model(translator, model_dir, skip={model.name for model in ready_models(run)})
+    log_models({model.name for model in ready_models(run)})
     end_run(run_id, FINISHED)
-
-
-def log_saved_training(model_dir: Path, history: Path, summary: Path) -> str:
-    """Complete the MLflow run of the training saved in ``model_dir`` from the files the train
-    stage wrote (``complete_run``); the run id. For a training whose server went away."""
-    from charmt.inference.translator import Translator
-
-    check_reachable()
-    run_id = read_run_id(model_dir)
-    try:
-        with open(history, newline="", encoding="utf-8") as file:
-            rows = [{k: float(v) for k, v in row.items() if v} for row in csv.DictReader(file)]
-        figures = json.loads(Path(summary).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise CharmtError(f"cannot read the saved training ({error}); re-run train") from None
-    complete_run(run_id, Translator.load(model_dir), Path(model_dir), rows, figures)
-    return run_id

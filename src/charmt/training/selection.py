@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 import keras
 
-from charmt.data.pairs import Pair, group_references
+from charmt.data.pairs import Pair
 from charmt.data.vocabulary import Vocabularies
-from charmt.evaluation import metrics
+from charmt.evaluation.scoring import score_split
 from charmt.inference.translator import Translator
 
 VAL_LOSS = "val_loss"
@@ -67,7 +67,8 @@ class Scores:
 
 class ValidationScorer:
     """Greedy translations of the distinct validation sentences, scored against all their
-    references (chrF and char_accuracy, as ``charmt.evaluation.scoring`` scores the test split).
+    references (chrF and char_accuracy), by ``charmt.evaluation.scoring.score_split``, as the
+    evaluate stage scores the test split.
 
     The translator, and so its compiled decoding loop, is built once and shares the training
     model's weights: each call decodes with the weights of that moment.
@@ -83,16 +84,14 @@ class ValidationScorer:
         # The length cap of the translator the train stage saves: the scores are the saved
         # model's own.
         self.translator = Translator.from_training(model, vocabularies, train_pairs)
-        references = group_references(validation_pairs)
-        self.sources = list(references)
-        self.references = [references[s] for s in self.sources]
+        self.validation_pairs = validation_pairs
 
     def __call__(self) -> Scores:
         """Decode and score the validation sentences with the model's current weights."""
         start = time.perf_counter()
-        outputs = self.translator.translate(self.sources)
+        scored = score_split(self.translator.translate, self.validation_pairs, tuple(SCORE_COLUMNS))
         return Scores(
-            chrf=metrics.chrf(outputs, self.references),
-            char_accuracy=metrics.char_accuracy(outputs, self.references),
+            chrf=scored.scores["chrf"],
+            char_accuracy=scored.scores["char_accuracy"],
             seconds=time.perf_counter() - start,
         )

@@ -1,4 +1,4 @@
-"""The model registry: every evaluated translator becomes a version of one registered model, and
+"""The champion policy: every evaluated translator becomes a version of one registered model, and
 the alias ``champion`` marks the best of them, judged on the same test pairs.
 
 The champion is the best version scored on *this* pipeline's test split. Each version carries
@@ -18,7 +18,9 @@ The comparison uses ``char_accuracy`` (``charmt.evaluation.metrics``): exact mat
 for this small model, and corpus BLEU is coarse on a few hundred short sentences, while
 char_accuracy moves with every character a model gets right. A tie keeps the current champion.
 
-Anyone then loads the champion by name: ``charmt translate --model models:/<name>@champion``,
+Registering a run's logged translator as a version is MLflow plumbing
+(``charmt.tracking.registry``). Anyone then loads the champion by name:
+``charmt translate --model models:/<name>@champion``,
 ``mlflow models serve -m models:/<name>@champion``.
 """
 
@@ -26,9 +28,9 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import mlflow
 import mlflow.pyfunc
@@ -36,24 +38,17 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
 from charmt import tracking
-from charmt.data.pairs import Pair, group_references
+from charmt.data.pairs import Pair
 from charmt.errors import CharmtError
-from charmt.evaluation import metrics
-
-if TYPE_CHECKING:
-    from charmt.inference.translator import Translator
+from charmt.evaluation.scoring import ScoredSplit, Translate, score_split
 
 CHAMPION = "champion"
 PRIMARY_METRIC = "char_accuracy"
-# The logged model that is registered: strings in, strings out (charmt.serving.pyfunc).
-LOGGED_MODEL = tracking.TRANSLATOR_MODEL
 # A version's PRIMARY_METRIC on one test split: this prefix and the split's digest.
 SCORE_TAG = "test_score."
 # Promotion re-reads the registry until the alias rests on the best version it sees; each round
 # is needed only when another evaluation moved the alias or registered a version meanwhile.
 MAX_ROUNDS = 20
-# Provenance copied from the training run's tags onto the version.
-PROVENANCE_TAGS = ("git_commit", "git_dirty", "dvc_experiment")
 
 
 @dataclass
@@ -73,49 +68,21 @@ class Promotion:
         return asdict(self)
 
 
-def score(translate: Callable[[list[str]], list[str]], test_pairs: Sequence[Pair]) -> float:
-    """``char_accuracy`` of ``translate`` on the distinct test sources, against all references."""
-    references = group_references(test_pairs)
-    sources = list(references)
-    outputs = list(translate(sources))
-    return round(metrics.char_accuracy(outputs, [references[s] for s in sources]), 4)
+def primary_score(translate: Translate, test_pairs: Sequence[Pair]) -> float:
+    """``PRIMARY_METRIC`` of ``translate`` on ``test_pairs`` (``score_split``), as versions are
+    compared: rounded to 4 digits."""
+    return primary_of(score_split(translate, test_pairs, (PRIMARY_METRIC,)))
+
+
+def primary_of(scored: ScoredSplit) -> float:
+    """``PRIMARY_METRIC`` of a scored split, rounded as versions are compared."""
+    return round(scored.scores[PRIMARY_METRIC], 4)
 
 
 def split_digest(test_pairs: Sequence[Pair]) -> str:
     """A short digest of a test split's pairs: versions scored on equal splits compare."""
     text = "".join(f"{pair.source}\t{pair.target}\n" for pair in test_pairs)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
-
-
-def _logged_translator_uri(run: mlflow.entities.Run) -> str:
-    """The run's completely logged translator (newest first); never a half-logged one."""
-    models = tracking.ready_models(run, LOGGED_MODEL)
-    if not models:
-        raise CharmtError(
-            f"MLflow run {run.info.run_id} has no completely logged {LOGGED_MODEL!r} model (none "
-            "is READY); if its training lost the tracking server or was interrupted while "
-            "logging, run `charmt log-training` first"
-        )
-    return f"models:/{models[0].model_id}"
-
-
-def register(run_id: str, name: str, evaluation: Mapping[str, Any]) -> ModelVersion:
-    """The version of ``name`` holding run ``run_id``'s translator, registered if it is new.
-
-    Tagged with the evaluation metrics and the training's git commit and DVC experiment. A run
-    evaluated again (say, with another evaluate.batch_size) keeps its one version.
-    """
-    client = mlflow.MlflowClient()
-    run = client.get_run(run_id)
-    tags = {key: str(value) for key, value in evaluation.items()}
-    tags.update({key: run.data.tags[key] for key in PROVENANCE_TAGS if key in run.data.tags})
-    existing = client.search_model_versions(f"name = '{name}' AND run_id = '{run_id}'")
-    if existing:
-        version = existing[0]
-        for key, value in tags.items():
-            tracking.write(client.set_model_version_tag, name, version.version, key, value)
-        return client.get_model_version(name, version.version)
-    return tracking.write(mlflow.register_model, _logged_translator_uri(run), name, tags=tags)
 
 
 def current_champion(name: str) -> ModelVersion | None:
@@ -128,7 +95,7 @@ def current_champion(name: str) -> ModelVersion | None:
         raise
 
 
-def _load(uri: str) -> Callable[[list[str]], list[str]]:
+def _load(uri: str) -> Translate:
     try:
         model = mlflow.pyfunc.load_model(uri)
     except Exception as error:
@@ -143,7 +110,7 @@ def _split_score(version: ModelVersion, tag: str, test_pairs: Sequence[Pair]) ->
     """``version``'s score on this split: its tag, else scored now and tagged."""
     if tag in version.tags:
         return float(version.tags[tag])
-    value = score(_load(f"models:/{version.name}/{version.version}"), test_pairs)
+    value = primary_score(_load(f"models:/{version.name}/{version.version}"), test_pairs)
     client = mlflow.MlflowClient()
     tracking.write(client.set_model_version_tag, version.name, version.version, tag, str(value))
     return value
@@ -178,20 +145,19 @@ def converge_champion(name: str, tag: str) -> int:
 def promote(
     run_id: str,
     name: str | None,
-    translator: Translator,
+    new_score: float,
     test_pairs: Sequence[Pair],
     evaluation: Mapping[str, Any],
 ) -> Promotion:
-    """Register run ``run_id``'s translator as a version of ``name``, score it on
-    ``test_pairs`` and leave ``champion`` on the best version scored on them; the decision.
-    ``name`` None: nothing.
+    """Register run ``run_id``'s translator as a version of ``name`` with ``new_score``, its
+    :func:`primary_score` on ``test_pairs``, and leave ``champion`` on the best version scored on
+    them; the decision. ``name`` None: nothing.
 
     Needs the tracking URI configured (``charmt.tracking``). Every version is scored by
-    :func:`score`, with the same default decoding the served model uses.
+    :func:`primary_score`, with the same default decoding the served model uses.
     """
     if name is None:
         return Promotion(None, decision="registration off (registry.model_name is null)")
-    new_score = score(translator.translate, test_pairs)
     try:
         return _promote(run_id, name, new_score, test_pairs, evaluation)
     except MlflowException as error:
@@ -217,7 +183,7 @@ def _promote(
     evaluation: Mapping[str, Any],
 ) -> Promotion:
     tag = SCORE_TAG + split_digest(test_pairs)
-    version = register(run_id, name, evaluation)
+    version = tracking.register_version(run_id, name, evaluation)
     number = int(version.version)
     client = mlflow.MlflowClient()
     tracking.write(client.set_model_version_tag, name, version.version, tag, str(new_score))
