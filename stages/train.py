@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 
 from charmt.errors import exit_on_error
-from charmt.params import TRAIN_SECTIONS, load_sections
+from charmt.pipeline import train
 
 
 def main() -> None:
@@ -25,13 +25,8 @@ def main() -> None:
         "--checkpoints", type=Path, required=True, help="resume checkpoints (git-ignored)"
     )
     args = parser.parse_args()
-    params = load_sections(args.params, TRAIN_SECTIONS)
-
-    # Imported once the params are known to be good: a mistake fails before MLflow loads.
-    from charmt.pipeline.train import Outputs, run
-
-    outputs = Outputs(args.model, args.history, args.metrics, args.checkpoints)
-    run(params, args.prepared, outputs, params_file=args.params)
+    outputs = train.Outputs(args.model, args.history, args.metrics, args.checkpoints)
+    train.run(args.params, args.prepared, outputs)
 
 
 if __name__ == "__main__":

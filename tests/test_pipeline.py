@@ -14,7 +14,8 @@ import mlflow
 import pytest
 from conftest import git_commit, make_project, run, write_tiny_zip
 
-from charmt.data.pairs import group_references, load_split
+from charmt.data.prepared import load_split
+from charmt.data.references import group_references
 from charmt.evaluation.metrics import SCORE_RANGES
 
 pytestmark = pytest.mark.e2e
@@ -86,6 +87,9 @@ def test_repro_runs_every_stage_and_writes_every_output(reproduced):
     evaluation = check_evaluation(project)
     samples = (project / "metrics/samples.tsv").read_text().splitlines()
     assert samples[0].split("\t") == ["source", "output", "references", "exact", "char_accuracy"]
+    # The promotion scores the evaluation's own translations: the test split is decoded once.
+    promotion = json.loads((project / "metrics/promotion.json").read_text())
+    assert promotion["score"] == evaluation["char_accuracy"]
 
     mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
     run_id = json.loads((project / "models/mlflow_run.json").read_text())["run_id"]

@@ -1,5 +1,5 @@
-"""The train stage in the library (``charmt.pipeline.train``): checkpoints outlive every interrupt
-until the outputs and the MLflow run are complete."""
+"""The train stage in the library (``charmt.pipeline.train.train``): checkpoints outlive every
+interrupt until the outputs and the MLflow run are complete."""
 
 import mlflow
 import pytest
@@ -7,9 +7,9 @@ import yaml
 from conftest import PROJECT, TINY_PARAMS, reversal_pairs
 
 from charmt import tracking
-from charmt.data.pairs import prepare
-from charmt.params import TRAIN_SECTIONS, load_sections
-from charmt.pipeline.train import Outputs, run
+from charmt.params import read
+from charmt.pipeline.preprocess import prepare
+from charmt.pipeline.train import SECTIONS, Outputs, train
 
 
 @pytest.fixture
@@ -23,7 +23,7 @@ def stage(tmp_path):
         values[name].update(section)
     values["train"].update(latent_dim=16, epochs=3)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(values))
-    params = load_sections(tmp_path / "params.yaml", TRAIN_SECTIONS)
+    params = read(tmp_path / "params.yaml", *SECTIONS)
     outputs = Outputs(
         tmp_path / "models",
         tmp_path / "history.csv",
@@ -41,7 +41,7 @@ def test_an_interrupt_while_the_models_are_logged_keeps_the_checkpoint(stage, mo
 
     with monkeypatch.context() as patched, pytest.raises(KeyboardInterrupt):
         patched.setattr(tracking.TrainingRun, "finish", interrupted)
-        run(params, prepared, outputs)
+        train(params, prepared, outputs)
     kept = sorted(p.name for p in outputs.checkpoints.rglob("epoch-*"))
     assert kept == ["epoch-0003"], "the finished training must survive until it is logged"
     assert "checkpoint after epoch 3 is kept" in capsys.readouterr().err
@@ -49,7 +49,7 @@ def test_an_interrupt_while_the_models_are_logged_keeps_the_checkpoint(stage, mo
     assert [r.info.status for r in killed] == ["KILLED"]
 
     # Run again: nothing is trained again, the same run is completed, then the checkpoint goes.
-    completed = run(params, prepared, outputs)
+    completed = train(params, prepared, outputs)
     assert "resuming MLflow run" in capsys.readouterr().out
     assert completed.run_id == killed[0].info.run_id
     finished = mlflow.get_run(completed.run_id)
@@ -64,8 +64,8 @@ def test_the_stage_selecting_by_chrf_writes_and_logs_the_scores_of_decoded_epoch
     import json
 
     params, prepared, outputs = stage
-    params["train"].update(select_by="chrf", select_every=2)
-    completed = run(params, prepared, outputs)
+    params["train"] = params["train"].model_copy(update={"select_by": "chrf", "select_every": 2})
+    completed = train(params, prepared, outputs)
 
     with outputs.history.open(newline="") as file:
         rows = list(csv.DictReader(file))
@@ -99,8 +99,9 @@ def test_system_metrics_are_sampled_into_the_training_run_when_asked(stage, monk
     params, prepared, outputs = stage
     # MLflow's 10 s default would see nothing of a training this short.
     monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.2")
-    params = {**params, "tracking": {**params["tracking"], "system_metrics": enabled}}
-    done = run(params, prepared, outputs)
+    tracking_params = params["tracking"].model_copy(update={"system_metrics": enabled})
+    params = {**params, "tracking": tracking_params}
+    done = train(params, prepared, outputs)
     metrics = mlflow.get_run(done.run_id).data.metrics
     if enabled:
         assert _system_steps(done.run_id)
@@ -118,11 +119,11 @@ def test_a_reopened_training_run_samples_system_metrics_on(stage, monkeypatch):
 
     with monkeypatch.context() as patched, pytest.raises(KeyboardInterrupt):
         patched.setattr(tracking.TrainingRun, "finish", interrupted)
-        run(params, prepared, outputs)
+        train(params, prepared, outputs)
     (killed,) = mlflow.search_runs(experiment_names=["charmt"], output_format="list")
     before = _system_steps(killed.info.run_id)
     assert before, "the interrupted training sampled nothing"
-    completed = run(params, prepared, outputs)  # reopens the run and logs the models
+    completed = train(params, prepared, outputs)  # reopens the run and logs the models
     assert completed.run_id == killed.info.run_id
     after = _system_steps(completed.run_id)
     # The reopened run's samples follow the first ones, step numbers carrying on.

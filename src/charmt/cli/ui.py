@@ -31,13 +31,13 @@ STOP_TIMEOUT_S = 15.0
 
 def experiment_name(params_file: str | os.PathLike[str] = "params.yaml") -> str:
     """The experiment the pipeline logs to: ``tracking.experiment_name`` in the params file when
-    there is one, else ``charmt``."""
-    from charmt.params import load_params
+    there is one (checked as the stages check it), else ``charmt``."""
+    from charmt.params import TrackingParams, read
 
     if not Path(params_file).is_file():
         return DEFAULT_EXPERIMENT
-    tracking_section = load_params(params_file).get("tracking") or {}
-    return tracking_section.get("experiment_name") or DEFAULT_EXPERIMENT
+    tracking: TrackingParams = read(params_file, "tracking")["tracking"]
+    return tracking.experiment_name
 
 
 def _check_port(host: str, port: int) -> None:

@@ -18,15 +18,26 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from charmt import tracking
+from charmt.params import Section, read
 from charmt.pipeline import codedeps
 from charmt.training.checkpoint import Checkpoint, Checkpoints
 from charmt.training.fingerprint import file_digest
 
-# The params.yaml sections logged as the run's params (of charmt.params.TRAIN_SECTIONS).
+if TYPE_CHECKING:
+    from charmt.data.pairs import Pair
+    from charmt.inference.translator import Translator
+    from charmt.tracking import TrainingRun
+    from charmt.training.fit import TrainResult
+
+# The params.yaml sections the stage reads: checked before MLflow and TensorFlow are imported (a
+# bad value fails in a fraction of a second).
+SECTIONS = ("data", "preprocess", "model", "train", "tracking")
+# The sections logged as the run's params.
 LOGGED_SECTIONS = ("data", "preprocess", "model", "train")
+# The stage's params: each of SECTIONS, typed (charmt.params.read).
+Params = dict[str, Section]
 
 
 @dataclass(frozen=True)
@@ -39,31 +50,36 @@ class Outputs:
     checkpoints: Path
 
 
-def checkpoint_inputs(params: dict[str, dict[str, Any]], prepared: Path) -> dict[str, Any]:
+def checkpoint_inputs(params: Params, prepared: Path) -> dict[str, Any]:
     """Everything a checkpoint must match to be resumed: model and train params, the prepared
     data's digest, the experiment, and the digest of each module that runs the training."""
-    from charmt.params import TrainParams
-
     return {
-        "model": params["model"],
-        "train": TrainParams.from_dict(params["train"]).to_dict(),
+        "model": params["model"].model_dump(),
+        "train": params["train"].model_dump(),
         "data": file_digest([prepared]),
-        "experiment": params["tracking"]["experiment_name"],
+        "experiment": params["tracking"].experiment_name,
         "code": codedeps.file_digests(codedeps.module_files(__file__)),
     }
 
 
-def run(
-    params: dict[str, dict[str, Any]],
+def run(params_file: str | os.PathLike[str], prepared: Path, outputs: Outputs) -> TrainingRun:
+    """Read the stage's params (``SECTIONS``), then train on ``prepared``, write ``outputs`` and
+    complete the MLflow run; the run."""
+    return train(read(params_file, *SECTIONS), prepared, outputs, params_file)
+
+
+def train(
+    params: Params,
     prepared: Path,
     outputs: Outputs,
     params_file: str | os.PathLike[str] = "params.yaml",
-) -> tracking.TrainingRun:
-    """Train on ``prepared`` with ``params`` (the checked ``TRAIN_SECTIONS``), write
-    ``outputs``, and complete the MLflow run; the run. ``params_file`` describes the run
-    (params changed)."""
+) -> TrainingRun:
+    """Train on ``prepared`` with ``params`` (the checked ``SECTIONS``), write ``outputs``, and
+    complete the MLflow run; the run. ``params_file`` describes the run (params changed)."""
+    from charmt import tracking  # MLflow: after the params check
+
     uri = tracking.check_reachable()  # seconds, before any data is read or any training
-    tracking.check_writable(params["tracking"]["experiment_name"], uri)
+    tracking.check_writable(params["tracking"].experiment_name, uri)
     # TensorFlow (seconds) is imported only after this check, in _train.
     checkpoints = Checkpoints.of(outputs.checkpoints, checkpoint_inputs(params, prepared))
     for reason in checkpoints.discard_stale():
@@ -90,32 +106,30 @@ def run(
 
 
 def _train(
-    params: dict[str, dict[str, Any]],
+    params: Params,
     prepared: Path,
     outputs: Outputs,
     params_file: str | os.PathLike[str],
     checkpoints: Checkpoints,
     resumed: Checkpoint | None,
     resume_run_id: str | None,
-) -> tracking.TrainingRun:
+) -> TrainingRun:
     """Train (or resume), write the outputs and complete the run; the checkpoints stay."""
-    from charmt.data.pairs import load_split
+    from charmt import tracking
+    from charmt.data.prepared import load_split
     from charmt.data.vocabulary import VOCABULARIES_FILE, Vocabularies
     from charmt.inference.translator import Translator
-    from charmt.io.atomic import atomic_dir, write_json, write_table
-    from charmt.params import ModelParams, TrainParams
-    from charmt.training.fit import HISTORY_COLUMNS, train_model
+    from charmt.serving.publish import finish_training
+    from charmt.training.fit import train_model
 
-    experiment = params["tracking"]["experiment_name"]
-    train_params = TrainParams.from_dict(params["train"])
-    model_params = ModelParams.from_dict(params["model"])
+    experiment = params["tracking"].experiment_name
     train, validation = load_split(prepared, "train"), load_split(prepared, "validation")
     vocabularies = Vocabularies.load(prepared / VOCABULARIES_FILE)
     with tracking.training_run(
         experiment,
         resume_run_id,
         params_file=params_file,
-        system_metrics=params["tracking"]["system_metrics"],
+        system_metrics=params["tracking"].system_metrics,
     ) as run:
         if run.resumed:
             print(f"resuming MLflow run {run.run_id} after epoch {resumed.epoch}")
@@ -132,26 +146,19 @@ def _train(
             train,
             validation,
             vocabularies,
-            train_params,
+            params["train"],
             on_epoch=run.log_epoch,
             checkpoints=checkpoints,
             checkpoint_extra={"run_id": run.run_id},
-            architecture=model_params,
+            architecture=params["model"],
         )
         translator = Translator.from_training(result.model, vocabularies, train)
         # Saved before anything more is logged: if the store went away, the training is kept.
-        with atomic_dir(outputs.model) as model_dir:
-            translator.save(model_dir)
-            tracking.write_run_id(model_dir, run.run_id)
-        write_table(outputs.history, result.history, HISTORY_COLUMNS)
-        # The run's id and name among the metrics: `dvc exp show` leads from an experiment to it.
-        write_json(
-            outputs.metrics,
-            {**result.summary, "mlflow_run_id": run.run_id, "mlflow_run_name": run.run_name},
-        )
+        _write_outputs(outputs, translator, result, run)
         # Logs what the run lacks (epochs checkpointed but not logged before a kill, the summary,
         # both models) and ends it FINISHED; fails naming the recovery command if the store left.
-        run.finish(
+        finish_training(
+            run,
             translator,
             outputs.model,
             result.history,
@@ -161,20 +168,41 @@ def _train(
     return run
 
 
+def _write_outputs(
+    outputs: Outputs, translator: Translator, result: TrainResult, run: TrainingRun
+) -> None:
+    """The model directory (with the run's id), the history and the summary, each atomically."""
+    from charmt import tracking
+    from charmt.io.atomic import atomic_dir, write_json, write_table
+    from charmt.training.fit import HISTORY_COLUMNS
+
+    with atomic_dir(outputs.model) as model_dir:
+        translator.save(model_dir)
+        tracking.write_run_id(model_dir, run.run_id)
+    write_table(outputs.history, result.history, HISTORY_COLUMNS)
+    # The run's id and name among the metrics: `dvc exp show` leads from an experiment to it.
+    write_json(
+        outputs.metrics,
+        {**result.summary, "mlflow_run_id": run.run_id, "mlflow_run_name": run.run_name},
+    )
+
+
 def _log_setup(
-    run: tracking.TrainingRun,
-    params: dict[str, dict[str, Any]],
+    run: TrainingRun,
+    params: Params,
     prepared: Path,
-    train: list,
-    validation: list,
+    train: list[Pair],
+    validation: list[Pair],
 ) -> None:
     """A new run's params, data statistics and datasets (the run's Datasets in the UI)."""
-    from charmt.data.pairs import split_statistics
+    from charmt import tracking
+    from charmt.data.prepared import split_file
+    from charmt.data.statistics import split_statistics
 
     run.log_setup(
-        {name: params[name] for name in LOGGED_SECTIONS},
+        {name: params[name].model_dump() for name in LOGGED_SECTIONS},
         split_statistics(len(train) + len(validation), {"train": train, "validation": validation}),
     )
-    data_url = str(params["data"]["url"])
-    tracking.log_dataset(data_url, prepared / "train.tsv", train, "training")
-    tracking.log_dataset(data_url, prepared / "validation.tsv", validation, "validation")
+    data_url = str(params["data"].url)
+    tracking.log_dataset(data_url, split_file(prepared, "train"), train, "training")
+    tracking.log_dataset(data_url, split_file(prepared, "validation"), validation, "validation")
