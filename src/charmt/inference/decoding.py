@@ -124,15 +124,7 @@ class BeamDecoder:
     def _search(self, encoder_ids: tf.Tensor, max_length: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         width, vocabulary = self.beam_width, self._step.vocabulary_size
         batch = tf.shape(encoder_ids)[0]
-        state, memory = self._step.start(encoder_ids)
-        # Each sentence's rows sit together; the memory never moves between sentences, so it is
-        # repeated once, and only the states follow the surviving hypotheses.
-        state = tuple(tf.repeat(tensor, width, axis=0) for tensor in state)
-        memory = tuple(tf.repeat(tensor, width, axis=0) for tensor in memory)
-        # All hypotheses start equal: only the first is live, or the beam would fill with copies.
-        scores = tf.tile(
-            tf.constant([[0.0] + [-np.inf] * (width - 1)], dtype=tf.float32), [batch, 1]
-        )
+        state, memory, scores = self._start_beams(encoder_ids)
         token = tf.fill([batch * width], START)
         lengths = tf.zeros([batch, width], dtype=tf.int32)
         sequences = tf.zeros([batch, width, 0], dtype=tf.int32)
@@ -184,6 +176,20 @@ class BeamDecoder:
             tf.gather(sequences, choice, batch_dims=1),
             tf.gather(scores, choice, batch_dims=1),
         )
+
+    def _start_beams(self, encoder_ids: tf.Tensor) -> tuple[tuple, tuple, tf.Tensor]:
+        """The beams' rows' initial state and memory, and their scores (batch, beam)."""
+        width, batch = self.beam_width, tf.shape(encoder_ids)[0]
+        state, memory = self._step.start(encoder_ids)
+        # Each sentence's rows sit together; the memory never moves between sentences, so it is
+        # repeated once, and only the states follow the surviving hypotheses.
+        state = tuple(tf.repeat(tensor, width, axis=0) for tensor in state)
+        memory = tuple(tf.repeat(tensor, width, axis=0) for tensor in memory)
+        # All hypotheses start equal: only the first is live, or the beam would fill with copies.
+        scores = tf.tile(
+            tf.constant([[0.0] + [-np.inf] * (width - 1)], dtype=tf.float32), [batch, 1]
+        )
+        return state, memory, scores
 
 
 def _unfinished(sequences: tf.Tensor) -> tf.Tensor:
