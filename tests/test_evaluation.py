@@ -101,3 +101,56 @@ def test_outputs_matching_any_reference_score_the_top_of_every_scale(trained):
 def test_an_empty_test_split_is_a_clear_error(trained):
     with pytest.raises(CharmtError, match="test_fraction"):
         evaluate(trained.translator, [], batch_size=64, length_margin=10)
+
+
+def test_score_split_decodes_each_distinct_source_once_against_all_its_references():
+    from charmt.evaluation.scoring import score_split
+
+    pairs = [Pair("ab", "ba"), Pair("ab", "bx"), Pair("cd", "dc"), Pair("ab", "ba")]
+    calls = []
+
+    def translate(sources: list[str]) -> list[str]:
+        calls.append(list(sources))
+        return [source[::-1] for source in sources]
+
+    scored = score_split(translate, pairs)
+    assert calls == [["ab", "cd"]], "one call, each distinct source once, in first-seen order"
+    assert scored.references == [["ba", "bx", "ba"], ["dc"]]
+    assert scored.translations == ["ba", "dc"]
+    assert scored.scores["exact_match"] == 1.0 and scored.scores["char_accuracy"] == 1.0
+    assert set(scored.scores) == {"exact_match", "char_accuracy", "bleu", "chrf"}
+    only = score_split(translate, pairs, ("chrf",))
+    assert set(only.scores) == {"chrf"} and only.scores["chrf"] == scored.scores["chrf"]
+
+
+@pytest.mark.parametrize(
+    ("options", "decoded_again"),
+    [
+        ({}, False),
+        ({"beam_width": 3}, True),
+        ({"length_margin": 4}, True),
+        ({"batch_size": 8}, True),
+    ],
+)
+def test_the_evaluate_stage_promotes_with_its_own_translations_when_decoded_as_served(
+    options, decoded_again
+):
+    """The evaluate stage decodes the test split once: the promotion reuses the evaluation's
+    translations unless evaluate's options differ from the served model's default decoding."""
+    from charmt.evaluation.scoring import Evaluation, score_split
+    from charmt.params import EvaluateParams
+    from charmt.pipeline.evaluate import _promotion_score
+
+    pairs = [Pair("ab", "ba"), Pair("cd", "dc")]
+    scored = score_split(lambda sources: ["ba", "xx"], pairs)
+    calls = []
+
+    class Translator:
+        def translate(self, sources):
+            calls.append(list(sources))
+            return [source[::-1] for source in sources]
+
+    params = EvaluateParams(**{"batch_size": 256, "length_margin": 10, **options})
+    score = _promotion_score(Translator(), params, Evaluation({}, [], scored), pairs)
+    assert calls == ([["ab", "cd"]] if decoded_again else [])
+    assert score == (1.0 if decoded_again else 0.5)
