@@ -1,1 +1,2 @@
-"""The sentence pairs: download, parsing and splits, vocabularies, batches."""
+"""The sentence pairs: download, parsing, splits, the prepared files, references, statistics,
+vocabularies, batches."""

@@ -1,1 +1,2 @@
-"""What the pipeline's stages do: training, promotion, the code each stage runs."""
+"""What each stage does, one shape (``run(params_file, ...)``): download, preprocess, train,
+evaluate; the champion policy (promotion) and the code each stage runs (codedeps)."""
