@@ -23,7 +23,7 @@ from charmt.data.batches import EncodedPairs, LengthBatches, to_dataset
 from charmt.data.pairs import Pair
 from charmt.data.vocabulary import Vocabularies
 from charmt.errors import CharmtError
-from charmt.models.model import build_model
+from charmt.models.architectures import build_model
 from charmt.models.optimization import compile_model
 from charmt.models.transformer import check_fits
 from charmt.params import ModelParams, TrainParams
