@@ -21,7 +21,7 @@ def progress_callback(vocabularies, splits, rows, curve_every, budget_seconds, c
     that moment (appending to ``curve``); stop once ``budget_seconds`` are spent."""
     import keras
 
-    from charmt.data.pairs import group_references
+    from charmt.data.references import group_references
     from charmt.evaluation import metrics
     from charmt.inference.translator import Translator
 
@@ -66,7 +66,7 @@ def progress_callback(vocabularies, splits, rows, curve_every, budget_seconds, c
 def _prepared(raw: str, num_samples: int | None, base_pairs: int) -> Path:
     """The splits of the first ``num_samples`` pairs (all: None), prepared once, with the test
     split of the first ``base_pairs`` pairs (held out of the larger training splits)."""
-    from charmt.data.pairs import prepare
+    from charmt.pipeline.preprocess import prepare
 
     prepared = WORK / f"prepared-{num_samples or 'all'}-{base_pairs}"
     if not (prepared / "test.tsv").exists():
@@ -107,10 +107,11 @@ def worker(
     budget_seconds: float | None,
 ) -> dict:
     """Prepare (cached), train, and evaluate with each beam width; one JSON-able dict."""
-    from charmt.data.pairs import build_vocabularies, load_split
+    from charmt.data.pairs import build_vocabularies
+    from charmt.data.prepared import load_split
     from charmt.inference.translator import Translator
-    from charmt.models.model import ModelParams
-    from charmt.training.fit import TrainParams, train_model
+    from charmt.params import ModelParams, TrainParams
+    from charmt.training.fit import train_model
 
     prepared = _prepared(raw, num_samples, base_pairs)
     splits = {name: load_split(prepared, name) for name in ("train", "validation", "test")}
@@ -131,7 +132,7 @@ def worker(
     )
     translator = Translator.from_training(result.model, vocabularies, splits["train"])
     # Kept for a closer look (charmt translate --model <it>); bench/work is git-ignored.
-    saved = WORK / f"translator-{model.get('architecture', 'seed')}-{num_samples or 'all'}"
+    saved = WORK / f"translator-{model.get('architecture', 'keras_example')}-{num_samples or 'all'}"
     shutil.rmtree(saved, ignore_errors=True)
     translator.save(saved)
     return {

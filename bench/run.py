@@ -149,7 +149,7 @@ def _measure(runs: list[tuple[str, str, dict]], progress: dict, path: Path) -> d
 
 def _summary(args: argparse.Namespace, progress: dict, began: float) -> dict:
     """The complete results: the run's header and setup, and the workers' outputs summarized."""
-    from charmt.data.pairs import load_split
+    from charmt.data.prepared import load_split
 
     done = progress["workers"]
     train = load_split(WORK / f"prepared-{args.num_samples}", "train")

@@ -18,7 +18,8 @@ from bench.profiles import pipeline_defaults, transformer_params
 
 def _splits(data: str, num_samples: int) -> dict:
     """The train, validation and test splits of the first ``num_samples`` pairs (prepared once)."""
-    from charmt.data.pairs import load_split, prepare
+    from charmt.data.prepared import load_split
+    from charmt.pipeline.preprocess import prepare
 
     preprocess, _ = pipeline_defaults()
     prepared = WORK / f"prepared-{num_samples}"
@@ -28,7 +29,7 @@ def _splits(data: str, num_samples: int) -> dict:
 
 
 def _quality(outputs: list[str], test) -> dict[str, float]:
-    from charmt.data.pairs import group_references
+    from charmt.data.references import group_references
     from charmt.evaluation import metrics
 
     references = group_references(test)
@@ -40,7 +41,8 @@ def _quality(outputs: list[str], test) -> dict[str, float]:
 
 
 def worker_ours(data: str, num_samples: int, epochs: int, evaluate: bool) -> dict:
-    from charmt.data.pairs import build_vocabularies, group_references
+    from charmt.data.pairs import build_vocabularies
+    from charmt.data.references import group_references
     from charmt.inference.translator import Translator
     from charmt.training.fit import TrainParams, train_model
 
@@ -69,7 +71,8 @@ def worker_ours(data: str, num_samples: int, epochs: int, evaluate: bool) -> dic
 def worker_transformer(data: str, num_samples: int, epochs: int) -> dict:
     """``worker_ours`` with the Transformer profile; its translator is saved for worker_decode,
     which times its greedy decoding beside the seed model's."""
-    from charmt.data.pairs import build_vocabularies, group_references
+    from charmt.data.pairs import build_vocabularies
+    from charmt.data.references import group_references
     from charmt.inference.translator import Translator
     from charmt.training.fit import train_model
 
@@ -119,7 +122,7 @@ def worker_seed(data: str, num_samples: int, epochs: int) -> dict:
     import keras
 
     from bench.seed import SeedData, build_seed_model, seed_decode
-    from charmt.data.pairs import group_references
+    from charmt.data.references import group_references
     from charmt.models.optimization import build_optimizer
 
     _, params = pipeline_defaults()
@@ -153,7 +156,9 @@ def worker_seed(data: str, num_samples: int, epochs: int) -> dict:
     }
 
 
-def _timed(decode: Callable[[list[str]], list[str]], sentences: list[str]):
+def _timed(
+    decode: Callable[[list[str]], list[str]], sentences: list[str]
+) -> tuple[list[str], float]:
     """(``decode(sentences)``, the seconds it took)."""
     start = time.perf_counter()
     outputs = decode(sentences)
@@ -202,7 +207,7 @@ def worker_decode(
 ) -> dict:
     """charmt's batched greedy decoder against the seed's way, both on the model worker_ours
     saved, then the Transformer's (worker_transformer's, or ``transformer_model``)."""
-    from charmt.data.pairs import group_references
+    from charmt.data.references import group_references
     from charmt.inference.translator import Translator
 
     sources = list(group_references(_splits(data, num_samples)["test"]))
