@@ -23,9 +23,8 @@ from charmt.data.batches import EncodedPairs, LengthBatches, to_dataset
 from charmt.data.pairs import Pair
 from charmt.data.vocabulary import Vocabularies
 from charmt.errors import CharmtError
-from charmt.models.architectures import build_model
+from charmt.models.architectures import build_model, check_fits
 from charmt.models.optimization import compile_model
-from charmt.models.transformer import check_fits
 from charmt.params import ModelParams, TrainParams
 from charmt.training import selection
 from charmt.training.best_epoch import BestEpoch
@@ -184,12 +183,11 @@ def train_model(
         raise CharmtError(
             "the validation split is empty; set preprocess.validation_fraction above 0"
         )
-    if architecture is not None and architecture.architecture == "transformer":
-        check_fits(
-            architecture,
-            max(len(p.source) for p in (*train_pairs, *validation_pairs)),
-            max(len(p.target) for p in (*train_pairs, *validation_pairs)),
-        )
+    check_fits(
+        architecture or ModelParams(),
+        max(len(p.source) for p in (*train_pairs, *validation_pairs)),
+        max(len(p.target) for p in (*train_pairs, *validation_pairs)),
+    )
     model = _compiled_model(vocabularies, params, architecture)
     scorer = None
     if params.select_by != selection.VAL_LOSS:
