@@ -204,11 +204,12 @@ def main() -> None:
     from bench.servers import served
     from charmt import tracking
     from charmt.inference.translator import Translator
+    from charmt.serving.publish import log_trained_model
 
     model_dir = args.model or tiny_model(WORK / f"models-{os.getpid()}")
     pool = sentence_pool(model_dir, args.sentences)
     with tracking.start_run("charmt-load-test") as run:
-        tracking.log_trained_model(Translator.load(model_dir), model_dir)
+        log_trained_model(Translator.load(model_dir), model_dir)
     uri = f"runs:/{run.info.run_id}/translator"
     with served(uri, WORK / "serve.log") as server:
         run_against(args, server.url, pool, server)
