@@ -1,1 +1,2 @@
-"""The architectures, their optimizers, and the models/ directory format."""
+"""The architectures (a module each; ``architectures`` chooses), their optimizers, and the models/
+directory format."""
