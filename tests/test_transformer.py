@@ -209,11 +209,12 @@ def test_the_logged_translator_loads_and_predicts_in_a_fresh_process(
     transformer_trained, mlflow_store
 ):
     from charmt import tracking
+    from charmt.serving.publish import log_trained_model
 
     translator, model_dir, held_out = transformer_trained
     store = mlflow_store
     with tracking.start_run("charmt-test") as run:
-        tracking.log_trained_model(translator, model_dir)
+        log_trained_model(translator, model_dir)
     sources = [p.source for p in held_out[:5]]
     code = (
         "import json, sys, mlflow\n"
