@@ -7,10 +7,12 @@ The workers themselves (minutes of training) are not run here; a fake ``run_work
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 
 import pytest
-from conftest import PROJECT
+from conftest import PROJECT, subprocess_env
 
 SHA = "ab" * 32
 
@@ -127,3 +129,17 @@ def test_a_failed_worker_names_its_configuration(quality, monkeypatch):
     with pytest.raises(SystemExit) as exited:
         quality.run_worker("attention", model={"architecture": "attention"})
     assert str(exited.value.code) == "worker attention failed; see above"
+
+
+def test_the_driver_does_not_import_tensorflow():
+    # Its worker does, in its own process; the driver reads the profiles and writes the table.
+    code = (
+        "import sys; from bench import quality, quality_report; "
+        "quality.sections(quality.PROFILES['quick']); "
+        "assert 'tensorflow' not in sys.modules, 'tensorflow imported'"
+    )
+    env = subprocess_env(PYTHONPATH=os.pathsep.join([str(PROJECT), str(PROJECT / "src")]))
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
