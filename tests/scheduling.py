@@ -30,8 +30,8 @@ SHARED = {
     "test_ui": "sweep",
 }
 # The work units that take longest, heaviest first, from --durations on a 2-core host (docs/ci.md):
-# postgres ~520 s, sweep ~200, test_remote ~150, test_readme_tour and test_resume ~110 each, test_attention
-# ~100, test_transformer ~90, test_pipeline ~75; the rest under a minute each.
+# postgres ~520 s, sweep ~200, test_remote ~150, test_readme_tour and test_resume ~110 each,
+# test_attention ~100, test_transformer ~90, test_pipeline ~75; the rest under a minute each.
 HEAVIEST_FIRST = (
     "postgres",
     "sweep",
