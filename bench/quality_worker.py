@@ -127,7 +127,7 @@ def worker(
         params,
         on_epoch=rows.append,
         verbose=0,
-        architecture=ModelParams.from_dict(model),
+        model_params=ModelParams.from_dict(model),
         callbacks=[progress],
     )
     translator = Translator.from_training(result.model, vocabularies, splits["train"])

@@ -79,9 +79,9 @@ def worker_transformer(data: str, num_samples: int, epochs: int) -> dict:
     splits = _splits(data, num_samples)
     train = splits["train"]
     vocabularies = build_vocabularies(train)
-    architecture, params = transformer_params(epochs)
+    model_params, params = transformer_params(epochs)
     result = train_model(
-        train, splits["validation"], vocabularies, params, verbose=0, architecture=architecture
+        train, splits["validation"], vocabularies, params, verbose=0, model_params=model_params
     )
     translator = Translator.from_training(result.model, vocabularies, train)
     translator.save(WORK / "transformer-model")
@@ -169,12 +169,12 @@ def _seed_way(translator) -> Callable[[list[str]], list[str]]:
     """The translator's model decoded the seed's way: one sentence, one character at a time."""
     import numpy as np
 
-    from charmt.inference.decoding import SeedStyleDecoder
+    from charmt.inference.decoding import OneSentenceDecoder
     from charmt.inference.translator import DEFAULT_LENGTH_MARGIN
 
     vocab = translator.vocabularies
     cap = translator.output_cap(DEFAULT_LENGTH_MARGIN)
-    decode_like_seed = SeedStyleDecoder(translator.model)
+    decode_like_seed = OneSentenceDecoder(translator.model)
 
     def seed_way(sentences: list[str]) -> list[str]:
         return [

@@ -8,7 +8,7 @@ import random
 
 import numpy as np
 import pytest
-from conftest import assert_batched_decoding_matches_seed_style, reversal_pairs
+from conftest import assert_batched_equals_one_sentence_decoding, reversal_pairs
 
 from charmt.cli.main import main as cli_main
 from charmt.data.pairs import build_vocabularies
@@ -45,7 +45,7 @@ def attention_trained(request, tmp_path_factory):
         vocabularies,
         params,
         verbose=0,
-        architecture=ARCHITECTURES[request.param],
+        model_params=ARCHITECTURES[request.param],
     )
     translator = Translator.from_training(result.model, vocabularies, train)
     model_dir = tmp_path_factory.mktemp("attention") / "models"
@@ -87,7 +87,7 @@ def test_step_model_equals_training_model(attention_trained):
 def test_batched_decoding_equals_one_sentence_at_a_time(attention_trained):
     translator, _, held_out, _ = attention_trained
     sources = [*sorted({p.source for p in held_out}, key=len)[::12], "abcdefghabc"]
-    assert_batched_decoding_matches_seed_style(translator, sources)
+    assert_batched_equals_one_sentence_decoding(translator, sources)
 
 
 def test_attention_model_learns_the_task(attention_trained, trained):

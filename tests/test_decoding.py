@@ -4,10 +4,10 @@ import logging
 
 import numpy as np
 import pytest
-from conftest import assert_batched_decoding_matches_seed_style
+from conftest import assert_batched_equals_one_sentence_decoding
 
 from charmt.data.vocabulary import END, Vocabularies, Vocabulary
-from charmt.inference.decoding import GreedyDecoder, SeedStyleDecoder
+from charmt.inference.decoding import GreedyDecoder, OneSentenceDecoder
 from charmt.inference.translator import Translator
 from charmt.models.architectures import build_model
 
@@ -15,7 +15,7 @@ from charmt.models.architectures import build_model
 def test_batched_decoding_equals_one_sentence_at_a_time(trained):
     # Sentences of different lengths in one batch, and one longer than any in training.
     sources = [*sorted({p.source for p in trained.held_out}, key=len)[::6], "abcdefghabc"]
-    assert_batched_decoding_matches_seed_style(trained.translator, sources)
+    assert_batched_equals_one_sentence_decoding(trained.translator, sources)
 
 
 def never_ending_translator(max_target_length: int) -> Translator:
@@ -47,7 +47,7 @@ def test_both_decoders_stop_at_the_length_cap():
     translator = never_ending_translator(5)
     ids = np.array(translator.vocabularies.source.encode("abc"), dtype=np.int32)
     batched = GreedyDecoder(translator.model)(ids[None, :], max_length=4)
-    one_at_a_time = SeedStyleDecoder(translator.model)(ids, max_length=4)
+    one_at_a_time = OneSentenceDecoder(translator.model)(ids, max_length=4)
     a = translator.vocabularies.target.encode("a")[0]
     assert batched.tolist() == [[a] * 4]
     assert one_at_a_time == [a] * 4

@@ -120,7 +120,7 @@ def test_a_model_trained_with_dropout_saves_and_translates_without_it(tmp_path):
     model_params = ModelParams(architecture="attention", dropout=0.5)
     params = TrainParams(latent_dim=16, batch_size=16, epochs=2, seed=1)
     result = train_model(
-        train, validation, vocabularies, params, verbose=0, architecture=model_params
+        train, validation, vocabularies, params, verbose=0, model_params=model_params
     )
     translator = Translator.from_training(result.model, vocabularies, train)
     translator.save(tmp_path / "model")

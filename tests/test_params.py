@@ -149,7 +149,7 @@ def test_every_section_and_key_of_the_project_params_is_in_the_schema_and_kept_a
         assert [type(v) for v in checked.values()] == [type(v) for v in values.values()], name
 
 
-def test_the_defaults_are_the_seeds():
+def test_the_defaults_are_the_keras_examples():
     assert TrainParams().to_dict() == {
         "latent_dim": 256,
         "batch_size": 64,

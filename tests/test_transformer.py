@@ -8,7 +8,7 @@ import random
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import assert_batched_decoding_matches_seed_style, python_json, reversal_pairs
+from conftest import assert_batched_equals_one_sentence_decoding, python_json, reversal_pairs
 
 from charmt.cli.main import main as cli_main
 from charmt.data.batches import pad
@@ -44,7 +44,7 @@ def transformer_trained(tmp_path_factory):
     held_out, validation, train = pairs[:60], pairs[60:160], pairs[160:]
     vocabularies = build_vocabularies(train)
     result = train_model(
-        train, validation, vocabularies, _params(), verbose=0, architecture=ARCHITECTURE
+        train, validation, vocabularies, _params(), verbose=0, model_params=ARCHITECTURE
     )
     translator = Translator.from_training(result.model, vocabularies, train)
     model_dir = tmp_path_factory.mktemp("transformer") / "models"
@@ -89,7 +89,7 @@ def test_batched_decoding_equals_recomputing_the_prefix_one_sentence_at_a_time(
 ):
     translator, _, held_out = transformer_trained
     sources = [*sorted({p.source for p in held_out}, key=len)[::12], "abcdefghabc"]
-    assert_batched_decoding_matches_seed_style(translator, sources)
+    assert_batched_equals_one_sentence_decoding(translator, sources)
 
 
 def test_beam_width_one_is_greedy_and_batched_beam_is_per_sentence(transformer_trained):
@@ -152,7 +152,7 @@ def test_training_data_longer_than_its_positions_is_a_clear_error():
 
     pairs = [Pair("abc", "cba"), Pair("a" * 40, "b" * 40)]
     with pytest.raises(CharmtError, match=r"model.max_length = 32 .* at least 51"):
-        train_model(pairs, pairs, build_vocabularies(pairs), _params(), architecture=ARCHITECTURE)
+        train_model(pairs, pairs, build_vocabularies(pairs), _params(), model_params=ARCHITECTURE)
 
 
 def test_width_must_divide_by_heads():
@@ -190,7 +190,7 @@ def test_an_interrupted_run_resumes_as_if_it_never_stopped(tmp_path):
             verbose=0,
             checkpoints=checkpoints,
             checkpoint_extra={"run_id": "abc"},
-            architecture=ARCHITECTURE,
+            model_params=ARCHITECTURE,
         )
 
     plain = fit()

@@ -177,7 +177,7 @@ class ModelParams(Section):
 
 
 class TrainParams(Section):
-    """The ``train`` section of params.yaml; the defaults reproduce the seed."""
+    """The ``train`` section of params.yaml; the defaults reproduce the Keras example."""
 
     # The LSTMs' units (the transformer's width is model.width).
     latent_dim: AtLeastOne = 256
@@ -231,7 +231,7 @@ class TrainParams(Section):
 class EvaluateParams(Section):
     batch_size: AtLeastOne
     length_margin: AtLeastZero
-    # 1: greedy decoding, as the seed; above 1: beam search of that width.
+    # 1: greedy decoding, as the Keras example; above 1: beam search of that width.
     beam_width: AtLeastOne = 1
     # Beam search picks the highest log-probability / length ** length_alpha.
     length_alpha: NonNegative = 1.0

@@ -6,7 +6,7 @@ cuts the chunks into batches and shuffles the batch order: batches hold similar 
 padded only to their own longest sequence, while every epoch still sees a new order.
 
 Only the integer ids are kept in memory, so memory grows with the number of characters, not with
-pairs x longest sentence x vocabulary as the seed's one-hot arrays did.
+pairs x longest sentence x vocabulary as the Keras example's one-hot arrays did.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ decoder layers on the new character with the prefix's keys and values cached).
 
 ``GreedyDecoder`` advances a whole batch together inside one compiled ``tf.while_loop`` over that
 step, stopping as soon as every row has emitted ``<end>`` or the length cap is hit.
-``BeamDecoder`` is the same loop over batch x beam rows. ``SeedStyleDecoder`` is the Keras
+``BeamDecoder`` is the same loop over batch x beam rows. ``OneSentenceDecoder`` is the Keras
 example's way (one sentence, one ``predict`` call per character); it is kept as the reference that
 the batched loops must match exactly, and for the benchmark.
 """
@@ -197,7 +197,7 @@ def _unfinished(sequences: tf.Tensor) -> tf.Tensor:
     return tf.logical_not(tf.reduce_any(tf.equal(sequences, END), axis=2))
 
 
-class SeedStyleDecoder:
+class OneSentenceDecoder:
     """The Keras example's way: one sentence at a time, one ``predict`` call per output
     character (for the Transformer, the whole model on the whole prefix each time).
 

@@ -150,7 +150,7 @@ def _train(
             on_epoch=run.log_epoch,
             checkpoints=checkpoints,
             checkpoint_extra={"run_id": run.run_id},
-            architecture=params["model"],
+            model_params=params["model"],
         )
         translator = Translator.from_training(result.model, vocabularies, train)
         # Saved before anything more is logged: if the store went away, the training is kept.

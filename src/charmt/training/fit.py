@@ -1,12 +1,13 @@
 """Training: the fit loop over the train stage's parameters, and what it measured.
 
 The loop is Keras' own ``fit`` over length-grouped batches (``charmt.data.batches``), with small
-callbacks for what the seed lacked, each in its own module: the history rows and their timing
-(``history``), keeping the best epoch's weights, by val_loss or by a translation score of the
-validation sentences (``best_epoch``, ``selection``), early stopping (``early_stopping``), stopping
-with a clear error on a NaN loss, an optional hook that reports each epoch (to MLflow), and an
-optional checkpoint after each epoch (``resume``, ``checkpoint``) from which an interrupted run
-resumes with the same batches, weights, optimizer state and history as a run that never stopped.
+callbacks for what the Keras example lacked, each in its own module: the history rows and their
+timing (``history``), keeping the best epoch's weights, by val_loss or by a translation score of
+the validation sentences (``best_epoch``, ``selection``), early stopping (``early_stopping``),
+stopping with a clear error on a NaN loss, an optional hook that reports each epoch (to MLflow),
+and an optional checkpoint after each epoch (``resume``, ``checkpoint``) from which an interrupted
+run resumes with the same batches, weights, optimizer state and history as a run that never
+stopped.
 """
 
 from __future__ import annotations
@@ -161,11 +162,11 @@ def train_model(
     verbose: int = 2,
     checkpoints: Checkpoints | None = None,
     checkpoint_extra: Mapping[str, Any] | None = None,
-    architecture: ModelParams | None = None,
+    model_params: ModelParams | None = None,
     callbacks: Sequence[keras.callbacks.Callback] = (),
 ) -> TrainResult:
-    """Build, compile and fit the model of ``architecture`` (default: the seed's); ``on_epoch``
-    receives each new epoch's history row.
+    """Build, compile and fit the model of ``model_params`` (default: the Keras example's);
+    ``on_epoch`` receives each new epoch's history row.
 
     With ``params.keep_best`` the returned model has the weights of the best epoch (by val_loss,
     or by ``params.select_by`` among the decoded epochs: ``charmt.training.best_epoch``); the
@@ -184,11 +185,11 @@ def train_model(
             "the validation split is empty; set preprocess.validation_fraction above 0"
         )
     check_fits(
-        architecture or ModelParams(),
+        model_params or ModelParams(),
         max(len(p.source) for p in (*train_pairs, *validation_pairs)),
         max(len(p.target) for p in (*train_pairs, *validation_pairs)),
     )
-    model = _compiled_model(vocabularies, params, architecture)
+    model = _compiled_model(vocabularies, params, model_params)
     scorer = None
     if params.select_by != selection.VAL_LOSS:
         # Built once, before training: its decoding loop is traced at the first scored epoch and
@@ -210,7 +211,7 @@ def train_model(
 
 
 def _compiled_model(
-    vocabularies: Vocabularies, params: TrainParams, architecture: ModelParams | None
+    vocabularies: Vocabularies, params: TrainParams, model_params: ModelParams | None
 ) -> keras.Model:
     """The untrained model, its weights drawn from ``params.seed``, compiled for training."""
     keras.utils.set_random_seed(params.seed)
@@ -219,7 +220,7 @@ def _compiled_model(
         vocabularies.target.size,
         params.latent_dim,
         params.training_precision,
-        architecture,
+        model_params,
     )
     compile_model(model, params)
     return model
