@@ -78,6 +78,16 @@ class Section(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
+    @classmethod
+    def from_dict(cls, values: Any, path: str = "params.yaml") -> Self:
+        """The section from its params.yaml values, checked, defaults filled in: how a params
+        file (``read``), a model's recorded architecture or a benchmark's keys become params.
+
+        Raises ``CharmtError`` naming the key, its value and what is allowed.
+        """
+        name = next(name for name, section in SCHEMA.items() if section is cls)
+        return _validated(cls, name, values, path)
+
 
 class DataParams(Section):
     url: Text
@@ -166,15 +176,6 @@ class ModelParams(Section):
         values = {key: getattr(self if key in used else defaults, key) for key in self.model_fields}
         return ModelParams(**values)
 
-    @classmethod
-    def from_dict(cls, values: dict[str, Any] | None, path: str = "params.yaml") -> ModelParams:
-        """Params from a params.yaml section (``None``: the defaults), checked."""
-        if values is not None and not isinstance(values, dict):
-            raise CharmtError(
-                f"{path}: model must be a mapping (architecture: ...), got {values!r}"
-            )
-        return _validated(cls, "model", values or {}, path)
-
 
 class TrainParams(Section):
     """The ``train`` section of params.yaml; the defaults reproduce the Keras example."""
@@ -218,14 +219,6 @@ class TrainParams(Section):
                 f"with train.schedule: {self.schedule} set train.decay: 0"
             )
         return self
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any], path: str = "params.yaml") -> TrainParams:
-        """Params from a params.yaml section, checked; missing keys take their defaults."""
-        return _validated(cls, "train", values, path)
-
-    def to_dict(self) -> dict[str, Any]:
-        return self.model_dump()
 
 
 class EvaluateParams(Section):
@@ -284,22 +277,14 @@ _S = TypeVar("_S", bound=Section)
 
 
 def _validated(model: type[_S], name: str, values: Any, path: str) -> _S:
+    if values is None:
+        raise CharmtError(f"{path}: section {name!r} is missing")
     if not isinstance(values, dict):
-        raise CharmtError(f"{path}: section {name!r} is missing or not a mapping")
+        raise CharmtError(f"{path}: section {name!r} must be a mapping of keys, got {values!r}")
     try:
         return model.model_validate(values)
     except ValidationError as error:
         raise CharmtError(f"{path}: {_problem(model, name, values, error)}") from None
-
-
-def check_section(name: str, values: Any, path: str = "params.yaml") -> Section:
-    """One section's values checked against the schema, defaults filled in: its typed ``Section``.
-
-    Raises ``CharmtError`` naming the key, its value and what is allowed.
-    """
-    if name not in SCHEMA:
-        raise ValueError(f"no params section {name!r} in the schema")
-    return _validated(SCHEMA[name], name, values, path)
 
 
 def _read_file(path: Path) -> dict[str, Any]:
@@ -332,8 +317,8 @@ def read(path: str | os.PathLike[str] = "params.yaml", *names: str) -> dict[str,
     params = _read_file(path)
     for name in SCHEMA:
         if name in params and name not in names:
-            check_section(name, params[name], str(path))
+            SCHEMA[name].from_dict(params[name], str(path))
     return {
-        name: check_section(name, params.get(name, {} if name in _OPTIONAL else None), str(path))
+        name: SCHEMA[name].from_dict(params.get(name, {} if name in _OPTIONAL else None), str(path))
         for name in names
     }

@@ -117,7 +117,7 @@ def _recorded_architecture(info: dict, path: Path) -> ModelParams:
     if isinstance(recorded, dict) and recorded.get("architecture") in RENAMED_ARCHITECTURES:
         recorded = {**recorded, "architecture": RENAMED_ARCHITECTURES[recorded["architecture"]]}
     try:
-        return ModelParams.from_dict(recorded)
+        return ModelParams.from_dict({} if recorded is None else recorded)
     except (CharmtError, TypeError) as error:
         raise CharmtError(f"{path}: unreadable architecture ({error}); re-run training") from None
 
