@@ -63,13 +63,11 @@ def sections(keys: dict) -> tuple[dict, dict]:
 def pipeline_defaults() -> tuple[dict, TrainParams]:
     """The pipeline's preprocess section (params.yaml) and the default ``TrainParams``: what
     bench/run.py's ways all train with."""
-    import yaml
-
     # From charmt.params, not charmt.training.fit: the driver stays free of TensorFlow.
-    from charmt.params import TrainParams
+    from charmt.params import TrainParams, read
 
-    params = yaml.safe_load((HERE.parent / "params.yaml").read_text(encoding="utf-8"))
-    return params["preprocess"], TrainParams()
+    preprocess = read(HERE.parent / "params.yaml", "preprocess")["preprocess"]
+    return preprocess.model_dump(), TrainParams()
 
 
 def transformer_keys(epochs: int) -> dict:

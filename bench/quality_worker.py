@@ -21,13 +21,8 @@ def progress_callback(vocabularies, splits, rows, curve_every, budget_seconds, c
     that moment (appending to ``curve``); stop once ``budget_seconds`` are spent."""
     import keras
 
-    from charmt.data.references import group_references
-    from charmt.evaluation import metrics
+    from charmt.evaluation.scoring import score_split
     from charmt.inference.translator import Translator
-
-    references = group_references(splits["test"])
-    sources = list(references)
-    reference_lists = [references[s] for s in sources]
 
     class _Progress(keras.callbacks.Callback):
         translator = None
@@ -43,15 +38,15 @@ def progress_callback(vocabularies, splits, rows, curve_every, budget_seconds, c
                 self.translator = self.translator or Translator.from_training(
                     self.model, vocabularies, splits["train"]
                 )
-                outputs = self.translator.translate(sources, 256, 10)
+                translator = self.translator
+                scored = score_split(
+                    lambda sources: translator.translate(sources, 256, 10), splits["test"], METRICS
+                )
                 point = {
                     "epoch": row["epoch"],
                     "train_seconds": round(spent, 1),
                     "val_loss": row["val_loss"],
-                    **{
-                        name: round(getattr(metrics, name)(outputs, reference_lists), 4)
-                        for name in METRICS
-                    },
+                    **{name: round(score, 4) for name, score in scored.scores.items()},
                 }
                 curve.append(point)
                 line += f", char_accuracy {point['char_accuracy']:.3f}"

@@ -28,21 +28,16 @@ def _splits(data: str, num_samples: int) -> dict:
     return {name: load_split(prepared, name) for name in ("train", "validation", "test")}
 
 
-def _quality(outputs: list[str], test) -> dict[str, float]:
-    from charmt.data.references import group_references
-    from charmt.evaluation import metrics
+def _quality(translate: Callable[[list[str]], list[str]], test) -> dict[str, float]:
+    """exact_match and char_accuracy of ``translate`` on the test split, as the evaluate stage
+    scores it (each distinct source once, against all its references)."""
+    from charmt.evaluation.scoring import score_split
 
-    references = group_references(test)
-    refs = [references[s] for s in references]
-    return {
-        "exact_match": metrics.exact_match(outputs, refs),
-        "char_accuracy": metrics.char_accuracy(outputs, refs),
-    }
+    return score_split(translate, test, ("exact_match", "char_accuracy")).scores
 
 
 def worker_ours(data: str, num_samples: int, epochs: int, evaluate: bool) -> dict:
     from charmt.data.pairs import build_vocabularies
-    from charmt.data.references import group_references
     from charmt.inference.translator import Translator
     from charmt.training.fit import TrainParams, train_model
 
@@ -61,9 +56,7 @@ def worker_ours(data: str, num_samples: int, epochs: int, evaluate: bool) -> dic
     if evaluate:
         translator = Translator.from_training(result.model, vocabularies, train)
         translator.save(WORK / "ours-model")
-        out.update(
-            _quality(translator.translate(list(group_references(splits["test"]))), splits["test"])
-        )
+        out.update(_quality(translator.translate, splits["test"]))
     out["peak_rss_mib"] = peak_rss_mib()
     return out
 
@@ -72,7 +65,6 @@ def worker_transformer(data: str, num_samples: int, epochs: int) -> dict:
     """``worker_ours`` with the Transformer profile; its translator is saved for worker_decode,
     which times its greedy decoding beside the seed model's."""
     from charmt.data.pairs import build_vocabularies
-    from charmt.data.references import group_references
     from charmt.inference.translator import Translator
     from charmt.training.fit import train_model
 
@@ -85,12 +77,11 @@ def worker_transformer(data: str, num_samples: int, epochs: int) -> dict:
     )
     translator = Translator.from_training(result.model, vocabularies, train)
     translator.save(WORK / "transformer-model")
-    outputs = translator.translate(list(group_references(splits["test"])))
     return {
         "train_pairs": len(train),
         "epoch_train_seconds": [row["train_seconds"] for row in result.history],
         "final_val_loss": result.history[-1]["val_loss"],
-        **_quality(outputs, splits["test"]),
+        **_quality(translator.translate, splits["test"]),
         "peak_rss_mib": peak_rss_mib(),
     }
 
@@ -122,7 +113,6 @@ def worker_seed(data: str, num_samples: int, epochs: int) -> dict:
     import keras
 
     from bench.seed import SeedData, build_seed_model, seed_decode
-    from charmt.data.references import group_references
     from charmt.models.optimization import build_optimizer
 
     _, params = pipeline_defaults()
@@ -145,13 +135,12 @@ def worker_seed(data: str, num_samples: int, epochs: int) -> dict:
         callbacks=[timer],
         verbose=0,
     )
-    outputs = seed_decode(model, seed_data, list(group_references(splits["test"])))
     return {
         "train_pairs": len(train),
         "epoch_train_seconds": timer.seconds,
         "final_val_loss": history.history["val_loss"][-1],
         "array_mib": sum(a.nbytes for a in (*x_train, *x_validation)) / 2**20,
-        **_quality(outputs, splits["test"]),
+        **_quality(lambda sources: seed_decode(model, seed_data, sources), splits["test"]),
         "peak_rss_mib": peak_rss_mib(),
     }
 
