@@ -31,8 +31,9 @@ import mlflow.server
 import psycopg
 import pytest
 import requests
-from conftest import TINY_PARAMS, make_project, run, subprocess_env, tiny_zip
+from commands import run, subprocess_env
 from postgres_cluster import require
+from projects import TINY_PARAMS, make_project, tiny_zip
 
 from charmt.io.processes import free_port, wait_until_answers
 from charmt.io.processes import stop_group as stop

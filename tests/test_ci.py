@@ -17,7 +17,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import PROJECT, subprocess_env
+from commands import subprocess_env
+from projects import PROJECT
 
 
 def readme_test_command() -> str:

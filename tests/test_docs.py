@@ -23,8 +23,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import PROJECT, subprocess_env
+from commands import subprocess_env
 from doc_reading import Doc, read_doc, slug
+from projects import PROJECT
 
 from charmt.errors import CharmtError
 from charmt.params import read

@@ -3,7 +3,7 @@
 import subprocess
 import sys
 
-from conftest import PROJECT
+from projects import PROJECT
 
 
 def ruff(*args: str) -> subprocess.CompletedProcess:

@@ -13,7 +13,8 @@ import sys
 import pydantic
 import pytest
 import yaml
-from conftest import PROJECT, subprocess_env
+from commands import subprocess_env
+from projects import PROJECT
 
 from charmt.errors import CharmtError
 from charmt.fields import words_of

@@ -11,8 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import PROJECT, make_project, subprocess_env
+from commands import subprocess_env
 from doc_reading import split_commands
+from projects import PROJECT, make_project
 
 from charmt.io.processes import answers, free_port
 from charmt.io.processes import stop_group as stop

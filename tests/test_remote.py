@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import TINY_PARAMS, git_commit, make_project, run, stdout_lines, tiny_zip
+from commands import run, stdout_lines
+from projects import TINY_PARAMS, git_commit, make_project, tiny_zip
 
 pytestmark = pytest.mark.e2e
 

@@ -28,7 +28,8 @@ from pathlib import Path
 import mlflow
 import pytest
 import yaml
-from conftest import TINY_PARAMS, make_project, run, subprocess_env, tiny_zip
+from commands import run, subprocess_env
+from projects import TINY_PARAMS, make_project, tiny_zip
 
 from bench.servers import free_port, started
 

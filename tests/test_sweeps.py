@@ -8,28 +8,16 @@ must be the best of the four, and no queue worker may be left running.
 """
 
 import itertools
-import json
 
 import mlflow
 import pytest
-from conftest import SWEEP, project_processes, run
+from sweeps import SWEEP, experiments, project_processes
 
 from charmt.pipeline.promotion import CHAMPION, SCORE_TAG
 
 MODEL_NAME = "charmt-translator"  # params.yaml's registry.model_name, which the sweep keeps
 
 pytestmark = pytest.mark.e2e  # on the sweep's worker (tests/scheduling.py)
-
-
-def experiments(project) -> dict[str, dict]:
-    """``dvc exp show --json``: experiment name -> its data (params, metrics)."""
-    shown = json.loads(run(["dvc", "exp", "show", "--json"], project))
-    found = {}
-    for baseline in shown:
-        for experiment in baseline.get("experiments") or []:
-            for revision in experiment["revs"]:
-                found[revision["name"]] = revision["data"]
-    return found
 
 
 def queued_grid() -> list[tuple[str, str]]:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import subprocess_env
+from commands import subprocess_env
 from team_server import EXPERIMENT, PASSWORDS, new_project
 
 pytestmark = pytest.mark.e2e

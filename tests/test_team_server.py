@@ -21,10 +21,10 @@ import mlflow
 import mlflow.pyfunc
 import mlflow.server
 import pytest
-from conftest import run, stdout_lines, subprocess_env
+from commands import run, stdout_lines, subprocess_env
 from postgres_cluster import PG_BIN
+from sweeps import experiments
 from team_server import ADMIN_PASSWORD, MODEL_NAME, PASSWORDS, SWEEP_MODEL, WORDS, new_project
-from test_sweeps import experiments
 
 pytestmark = pytest.mark.e2e
 

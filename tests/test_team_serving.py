@@ -13,8 +13,10 @@ import mlflow
 import mlflow.pyfunc
 import pytest
 import requests
-from conftest import PROJECT, reversal_pairs, subprocess_env
+from commands import subprocess_env
+from projects import PROJECT
 from team_server import MODEL_NAME, NGINX_TOP, WORDS, start_nginx
+from tiny_task import reversal_pairs
 
 from bench.servers import process_tree, served
 from charmt.io.processes import free_port

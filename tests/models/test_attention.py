@@ -8,7 +8,8 @@ import random
 
 import numpy as np
 import pytest
-from conftest import assert_batched_equals_one_sentence_decoding, reversal_pairs
+from decoding_check import assert_batched_equals_one_sentence_decoding
+from tiny_task import reversal_pairs
 
 from charmt.cli.main import main as cli_main
 from charmt.data.pairs import build_vocabularies
@@ -215,7 +216,8 @@ def test_pipeline_trains_attention_and_evaluates_with_beam_search(tmp_path):
     params cannot change), and the logged translator decodes like the saved one."""
     import mlflow
     import yaml
-    from conftest import TINY_PARAMS, make_project, run, tiny_zip
+    from commands import run
+    from projects import TINY_PARAMS, make_project, tiny_zip
 
     params = {
         **TINY_PARAMS,

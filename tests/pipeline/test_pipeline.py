@@ -12,7 +12,8 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from conftest import git_commit, make_project, run, write_tiny_zip
+from commands import run
+from projects import git_commit, make_project, write_tiny_zip
 
 from charmt.data.prepared import load_split
 from charmt.data.references import group_references

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import PROJECT
+from projects import PROJECT
 
 from charmt.pipeline import codedeps
 

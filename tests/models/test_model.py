@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-from conftest import reversal_pairs
 from keras import layers
+from tiny_task import reversal_pairs
 
 from charmt.data.pairs import build_vocabularies
 from charmt.errors import CharmtError

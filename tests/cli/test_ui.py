@@ -26,7 +26,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import SWEEP_PARAMS, run, subprocess_env
+from commands import run, subprocess_env
+from sweeps import SWEEP_PARAMS
 
 from charmt import tracking
 from charmt.io.processes import stop_group

@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 
 import pytest
-from conftest import reversal_pairs
+from tiny_task import reversal_pairs
 
 from charmt.data.pairs import build_vocabularies
 from charmt.io.atomic import write_table

@@ -1,6 +1,6 @@
 """Tests for charmt.data: reading fra.txt (pairs) and splitting by English sentence (splits); the
 values they take are checked by charmt.params, tested here on the keys they come from. The
-prepared files and the preprocess stage's ``prepare``: tests/test_preprocess.py."""
+prepared files and the preprocess stage's ``prepare``: tests/pipeline/test_preprocess.py."""
 
 from __future__ import annotations
 

@@ -15,7 +15,9 @@ import time
 
 import numpy as np
 import pytest
-from conftest import make_project, reversal_pairs, run, subprocess_env, tiny_zip
+from commands import run, subprocess_env
+from projects import make_project, tiny_zip
+from tiny_task import reversal_pairs
 
 from charmt.data.pairs import build_vocabularies
 from charmt.training.checkpoint import Checkpoints

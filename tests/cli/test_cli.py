@@ -3,7 +3,7 @@
 import subprocess
 
 import pytest
-from conftest import subprocess_env
+from commands import subprocess_env
 
 
 def charmt(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:

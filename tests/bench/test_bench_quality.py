@@ -12,7 +12,8 @@ import subprocess
 import sys
 
 import pytest
-from conftest import PROJECT, subprocess_env
+from commands import subprocess_env
+from projects import PROJECT
 
 SHA = "ab" * 32
 

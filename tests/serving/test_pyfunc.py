@@ -1,14 +1,13 @@
 """The MLflow ``translator`` model: its signature, its pinned requirements, loaded in a fresh
-process and by ``charmt translate``. Served over HTTP: tests/test_serving.py."""
+process and by ``charmt translate``. Served over HTTP: tests/serving/test_serving.py."""
 
 import importlib.metadata
-import json
 import subprocess
 from pathlib import Path
 
 import mlflow
 import pytest
-from conftest import python_json, subprocess_env
+from commands import predict_in_fresh_process, subprocess_env
 
 
 @pytest.fixture
@@ -55,14 +54,11 @@ def _installed(name: str) -> bool:
 def test_loads_and_predicts_in_a_fresh_process(translator_uri, trained):
     uri, store = translator_uri
     sources = [p.source for p in trained.held_out[:5]]
-    code = (
-        "import json, sys, mlflow, pandas\n"
-        f"model = mlflow.pyfunc.load_model({uri!r})\n"
-        "sources = json.loads(sys.argv[1])\n"
-        "frame = pandas.DataFrame({'text': sources})\n"
-        "print(json.dumps([list(model.predict(sources)), list(model.predict(frame))]))\n"
+    from_list, from_frame = predict_in_fresh_process(
+        uri,
+        store,
+        [{"sources": sources, "frame": frame, "params": None} for frame in (False, True)],
     )
-    from_list, from_frame = python_json(code, json.dumps(sources), store=store)
     expected = trained.translator.translate(sources)
     assert from_list == expected
     assert from_frame == expected

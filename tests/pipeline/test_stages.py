@@ -4,7 +4,8 @@ import subprocess
 import sys
 
 import yaml
-from conftest import PROJECT, subprocess_env
+from commands import subprocess_env
+from projects import PROJECT
 
 
 def run_stage(script: str, *args: str, cwd) -> subprocess.CompletedProcess:

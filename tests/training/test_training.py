@@ -4,7 +4,8 @@ import math
 
 import keras
 import pytest
-from conftest import PROJECT, reversal_pairs
+from projects import PROJECT
+from tiny_task import reversal_pairs
 
 from charmt.data.batches import EncodedPairs, LengthBatches, to_dataset
 from charmt.data.pairs import Pair, build_vocabularies

@@ -4,7 +4,8 @@ interrupt until the outputs and the MLflow run are complete."""
 import mlflow
 import pytest
 import yaml
-from conftest import PROJECT, TINY_PARAMS, reversal_pairs
+from projects import PROJECT, TINY_PARAMS
+from tiny_task import reversal_pairs
 
 from charmt import tracking
 from charmt.params import read

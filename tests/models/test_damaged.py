@@ -15,7 +15,8 @@ import sys
 
 import pytest
 import yaml
-from conftest import PROJECT, subprocess_env
+from commands import subprocess_env
+from projects import PROJECT
 
 from charmt.cli import main as cli
 from charmt.data.vocabulary import VOCABULARIES_FILE

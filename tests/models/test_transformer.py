@@ -8,7 +8,9 @@ import random
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import assert_batched_equals_one_sentence_decoding, python_json, reversal_pairs
+from commands import predict_in_fresh_process
+from decoding_check import assert_batched_equals_one_sentence_decoding
+from tiny_task import reversal_pairs
 
 from charmt.cli.main import main as cli_main
 from charmt.data.batches import pad
@@ -216,14 +218,11 @@ def test_the_logged_translator_loads_and_predicts_in_a_fresh_process(
     with tracking.start_run("charmt-test") as run:
         log_trained_model(translator, model_dir)
     sources = [p.source for p in held_out[:5]]
-    code = (
-        "import json, sys, mlflow\n"
-        f"model = mlflow.pyfunc.load_model('runs:/{run.info.run_id}/translator')\n"
-        "sources = json.loads(sys.argv[1])\n"
-        "print(json.dumps([list(model.predict(sources)),\n"
-        "                  list(model.predict(sources, params={'beam_width': 3}))]))\n"
+    greedy, beam = predict_in_fresh_process(
+        f"runs:/{run.info.run_id}/translator",
+        store,
+        [{"sources": sources, "frame": False, "params": p} for p in (None, {"beam_width": 3})],
     )
-    greedy, beam = python_json(code, json.dumps(sources), store=store)
     assert greedy == translator.translate(sources)
     assert beam == translator.translate(sources, beam_width=3)
 
@@ -236,7 +235,8 @@ def test_pipeline_trains_a_transformer_kept_by_chrf_and_evaluates_it(tmp_path):
     import csv
 
     import mlflow
-    from conftest import TINY_PARAMS, make_project, run, tiny_zip
+    from commands import run
+    from projects import TINY_PARAMS, make_project, tiny_zip
 
     params = {
         **TINY_PARAMS,

@@ -11,7 +11,8 @@ import subprocess
 import sys
 
 import pytest
-from conftest import PROJECT, subprocess_env
+from commands import subprocess_env
+from projects import PROJECT
 
 PEAK = {"matmul_n": 8, "gflops": 1.5, "tensorflow": "9.9.9"}
 

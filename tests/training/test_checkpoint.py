@@ -2,7 +2,7 @@
 one is never resumed, and the key changes with the params, the data and the code, saying which.
 
 The fit loop's side (what a checkpoint holds, and that a resumed run ends as if it had never
-stopped) is tests/test_resume.py.
+stopped) is tests/training/test_resume.py.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import PROJECT
+from projects import PROJECT
 
 from charmt.training.checkpoint import Checkpoints
 from charmt.training.fingerprint import changed_inputs, fingerprint

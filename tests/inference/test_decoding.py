@@ -4,7 +4,7 @@ import logging
 
 import numpy as np
 import pytest
-from conftest import assert_batched_equals_one_sentence_decoding
+from decoding_check import assert_batched_equals_one_sentence_decoding
 
 from charmt.data.vocabulary import END, Vocabularies, Vocabulary
 from charmt.inference.decoding import GreedyDecoder, OneSentenceDecoder

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import PROJECT
+from projects import PROJECT
 
 
 @pytest.fixture

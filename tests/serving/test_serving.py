@@ -111,7 +111,7 @@ def test_check_request_refuses_what_mlflow_refuses_first_when_called_directly(in
 @pytest.fixture(scope="module")
 def server(logged, tmp_path_factory):
     """The session's logged translator (conftest.logged) served by ``mlflow models serve``."""
-    from conftest import subprocess_env
+    from commands import subprocess_env
 
     log = tmp_path_factory.mktemp("serving") / "serve.log"
     env = subprocess_env(MLFLOW_TRACKING_URI=logged.store)

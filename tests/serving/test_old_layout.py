@@ -3,7 +3,7 @@ process, and in a process that has already imported today's charmt, as the evalu
 when it re-scores an older champion (charmt.pipeline.promotion).
 
 Such a model carries the flat charmt package it was logged with (``code_paths``) and that
-package's pyfunc.py. ``tests/data/charmt-flat-layout.tar.gz`` is that package, frozen: src/charmt
+package's pyfunc.py. ``tests/serving/charmt-flat-layout.tar.gz`` is that package, frozen: src/charmt
 at commit dfec453, the last of the flat layout, made with
 ``git archive --format=tar dfec453 src/charmt | gzip -9n``.
 """
@@ -16,11 +16,12 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from conftest import PROJECT, python_json
+from commands import python_json
+from projects import PROJECT
 
 pytestmark = pytest.mark.e2e  # child processes that load TensorFlow
 
-FROZEN = Path(__file__).parent / "data" / "charmt-flat-layout.tar.gz"
+FROZEN = Path(__file__).parent / "charmt-flat-layout.tar.gz"
 
 
 def written_before_the_rename(model_dir: Path, directory: Path) -> Path:

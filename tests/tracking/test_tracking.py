@@ -305,7 +305,7 @@ def test_parallel_first_runs_on_a_fresh_store_all_land_in_one_experiment(tmp_pat
     import sys
     import time
 
-    from conftest import subprocess_env
+    from commands import subprocess_env
 
     start = str(time.time() + 10)  # after every process has imported MLflow
     writers = [
