@@ -325,7 +325,7 @@ def effective(params: dict, settings: dict[str, object]) -> dict:
 def test_the_readmes_profile_lines_are_the_benchmarked_profiles(context, name):
     """The README's `dvc exp run` line of each Transformer profile sets, over params.yaml, exactly
     what bench/quality.py measured as that profile: the figures beside it are of that line."""
-    from bench.quality import PROFILES
+    from bench.profiles import PROFILES
 
     readme = read_doc(PROJECT / "README.md")
     lines = [c.words for c in readme.commands if c.words[:3] == ["dvc", "exp", "run"]]
