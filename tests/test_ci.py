@@ -189,8 +189,10 @@ def pytest_in(directory: Path, *options: str, **env: str) -> subprocess.Complete
 def test_under_ci_a_skipped_test_fails(tmp_path):
     """tests/conftest.py turns any skip into a failure when CI is set, so a tool or server CI
     lacks cannot pass unseen; outside CI the same test is skipped."""
-    for name in ("conftest.py", "postgres_cluster.py", "scheduling.py"):
-        shutil.copy(PROJECT / "tests" / name, tmp_path / name)
+    # conftest.py and the helper modules beside it that it imports.
+    for helper in (PROJECT / "tests").glob("*.py"):
+        if not helper.name.startswith("test_"):
+            shutil.copy(helper, tmp_path / helper.name)
     (tmp_path / "test_needs_a_tool.py").write_text(
         "import pytest\n\n\n"
         "def test_needs_a_tool():\n"
